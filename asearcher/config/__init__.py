@@ -1,0 +1,159 @@
+"""Typed run configuration, loaded from the same YAML that the Snakefile validates.
+
+`configs/default.yaml` is the CPU default; `configs/paper/*.yaml` hold paper-scale recipes. The JSON schema in
+`workflow/schemas/config.schema.json` is generated from these models (`asearcher config schema`), so the
+Snakefile and the library can never disagree on what a key means.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import Field, ValidationError
+
+from asearcher.errors import UserFacingError
+
+from .agent import AgentConfig
+from .base import Section
+from .data import DataConfig
+from .eval import EvalConfig, JudgeConfig
+from .llm import EngineConfig, TinyModelConfig
+from .retrieval import DenseConfig, RetrievalConfig, ServerConfig
+from .rl import OptimConfig, RLConfig, SFTConfig
+
+__all__ = [
+    "AgentConfig",
+    "Config",
+    "ConfigError",
+    "DataConfig",
+    "DenseConfig",
+    "EngineConfig",
+    "EvalConfig",
+    "JudgeConfig",
+    "OptimConfig",
+    "RLConfig",
+    "RetrievalConfig",
+    "SFTConfig",
+    "ServerConfig",
+    "TinyModelConfig",
+    "load_config",
+    "json_schema",
+]
+
+
+class Config(Section):
+    """The whole run: one YAML file, every stage."""
+
+    name: str = Field("default", description="Run name; outputs go under results/<name>/.")
+    description: str = Field("", description="Free text: what this config is for and how it deviates.")
+    results_dir: str = Field("results", description="Root of every output.")
+    seed: int = Field(1, description="Base seed of the run.")
+    data: DataConfig = Field(default_factory=DataConfig)
+    retrieval: RetrievalConfig = Field(default_factory=RetrievalConfig)
+    tiny_model: TinyModelConfig = Field(default_factory=TinyModelConfig)
+    engine: EngineConfig = Field(default_factory=EngineConfig)
+    agent: AgentConfig = Field(default_factory=AgentConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+    rl: RLConfig = Field(default_factory=RLConfig)
+    models: dict[str, EngineConfig] = Field(
+        default_factory=dict,
+        description="Named models for evaluation (name -> engine settings); the eval DAG runs model x benchmark.",
+    )
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.results_dir) / self.name
+
+    def mirror_dir(self) -> Path | None:
+        """The local release mirror: data.mirror, else $ASEARCHER_MIRROR, else None."""
+        m = self.data.mirror or os.environ.get("ASEARCHER_MIRROR")
+        return Path(m) if m else None
+
+    def dump(self, path: str | Path) -> None:
+        """Write the merged, fully-defaulted config (next to a run's outputs)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False))
+        os.replace(tmp, path)
+
+
+class ConfigError(UserFacingError, ValueError):
+    """A config that does not validate; the message names the file and every offending key."""
+
+
+def _format_errors(source: str, err: ValidationError) -> str:
+    lines = [f"invalid config {source}:"]
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "<root>"
+        if e["type"] == "extra_forbidden":
+            lines.append(f"  {key}: unknown key")
+        else:
+            lines.append(f"  {key}: {e['msg']} (got {e.get('input')!r})")
+    return "\n".join(lines)
+
+
+def _set_dotted(d: dict[str, Any], dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    cur = d
+    for p in parts[:-1]:
+        nxt = cur.setdefault(p, {})
+        if not isinstance(nxt, dict):
+            raise ConfigError(f"override {dotted!r}: {p!r} is not a section")
+        cur = nxt
+    cur[parts[-1]] = value
+
+
+def parse_overrides(overrides: list[str] | None) -> list[tuple[str, Any]]:
+    """Parse `a.b=value` strings; values are read as YAML scalars (so `3`, `true`, `null`, `[a, b]` work)."""
+    out = []
+    for o in overrides or []:
+        if "=" not in o:
+            raise ConfigError(f"override {o!r} is not of the form key=value")
+        k, v = o.split("=", 1)
+        out.append((k.strip(), yaml.safe_load(v)))
+    return out
+
+
+def config_from_dict(raw: dict[str, Any] | None, source: str = "<dict>") -> Config:
+    try:
+        return Config.model_validate(raw or {})
+    except ValidationError as e:
+        raise ConfigError(_format_errors(source, e)) from None
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Load a YAML config (or the defaults when path is None) and apply `key=value` overrides."""
+    raw: dict[str, Any] = {}
+    source = "<defaults>"
+    if path is not None:
+        source = str(path)
+        try:
+            text = Path(path).read_text()
+        except OSError as e:
+            raise ConfigError(f"cannot read config {path}: {e.strerror}") from None
+        try:
+            raw = yaml.safe_load(text) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"config {path} is not valid YAML: {e}") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"config {path}: top level must be a mapping, got {type(raw).__name__}")
+    for k, v in parse_overrides(overrides):
+        _set_dotted(raw, k, v)
+    return config_from_dict(raw, source)
+
+
+def json_schema() -> dict[str, Any]:
+    """JSON schema of the config (what workflow/schemas/config.schema.json holds)."""
+    schema = Config.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "asearcher-repro run configuration"
+    return schema
+
+
+def write_schema(path: str | Path) -> None:
+    Path(path).write_text(json.dumps(json_schema(), indent=2, sort_keys=True) + "\n")

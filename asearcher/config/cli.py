@@ -1,0 +1,40 @@
+"""Validate a config, print it merged with defaults, or write the JSON schema the Snakefile validates against.
+
+Examples:
+  asearcher config validate configs/default.yaml
+  asearcher config show configs/paper/qwen2.5-7b-local.yaml rl.steps=10
+  asearcher config schema --output workflow/schemas/config.schema.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import yaml
+
+from . import load_config, write_schema, json_schema
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("action", choices=["validate", "show", "schema"])
+    p.add_argument("config", nargs="?", help="YAML config (validate/show)")
+    p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. rl.steps=10")
+    p.add_argument("--output", help="schema: write here instead of stdout")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.action == "schema":
+        if args.output:
+            write_schema(args.output)
+        else:
+            json.dump(json_schema(), sys.stdout, indent=2, sort_keys=True)
+            print()
+        return 0
+    cfg = load_config(args.config, args.overrides)
+    if args.action == "show":
+        print(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False), end="")
+    else:
+        print(f"{args.config or '<defaults>'}: ok")
+    return 0

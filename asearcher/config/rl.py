@@ -1,0 +1,75 @@
+"""Fully asynchronous RL."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from .base import Section
+
+
+class OptimConfig(Section):
+    lr: float = Field(5e-6, gt=0, description="Adam learning rate (paper: 5e-6).")
+    weight_decay: float = Field(0.01, ge=0)
+    beta1: float = Field(0.9)
+    beta2: float = Field(0.999)
+    eps: float = Field(1e-8, gt=0)
+    grad_clip: float = Field(1.0, gt=0)
+    warmup_steps: int = Field(0, ge=0)
+
+
+class SFTConfig(Section):
+    enabled: bool = Field(
+        False,
+        description="Warm-start by supervised fine-tuning on oracle trajectories before RL "
+        "(a CPU-smoke-only deviation from the paper, which starts RL from the base model).",
+    )
+    epochs: int = Field(3, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    batch_size: int = Field(8, ge=1)
+    max_questions: int = Field(200, ge=1)
+
+
+class RLConfig(Section):
+    train_file: str = Field(
+        "ASearcher-Base-35k.jsonl", description="Training QA file inside the ASearcher-train-data release."
+    )
+    max_questions: int | None = Field(None, ge=1, description="Use only the first N training questions.")
+    steps: int = Field(300, ge=1, description="Trainer steps (weight versions) to run.")
+    batch_size: int = Field(128, ge=1, description="Questions (groups) per training step (paper: 128; QwQ: 64).")
+    group_size: int = Field(16, ge=1, description="Trajectories per question (n_trajs; paper code: 16).")
+    max_head_offpolicyness: int = Field(
+        4, ge=0, description="Staleness bound eta, enforced as admission control; 0 = synchronous RL."
+    )
+    max_concurrent_rollouts: int = Field(128, ge=1, description="Questions in flight across all rollout workers.")
+    rollout_workers: int = Field(1, ge=1, description="Rollout worker actors (each hosts an inference engine).")
+    temperature: float = Field(1.0, ge=0)
+    advantage: Literal["areal", "grpo"] = Field(
+        "areal",
+        description="'areal': upstream code ((r - group mean + bias) * scale, clip, global token z-norm); "
+        "'grpo': the paper's Eq. 1 (group-normalised, per-trajectory token mean).",
+    )
+    reward: Literal["f1", "em", "judge"] = Field("f1", description="Reward function (x format reward for f1/em).")
+    reward_scaling: float = Field(10.0)
+    reward_bias: float = Field(-0.5)
+    reward_clip: float = Field(20.0, gt=0)
+    eps_clip: float = Field(0.4, gt=0, description="PPO clip epsilon.")
+    behav_imp_weight_cap: float | None = Field(5.0, gt=0, description="Mask tokens whose behaviour weight exceeds this.")
+    use_decoupled_loss: bool = Field(True, description="Decoupled PPO: proximal logprobs recomputed by the trainer.")
+    kl_coef: float = Field(0.0, ge=0, description="KL penalty (paper: none).")
+    ppo_minibatches: int = Field(1, ge=1)
+    dynamic_filtering: bool = Field(True, description="Drop groups whose rewards are all equal.")
+    invalid_penalty: float = Field(-0.5, description="Score of an 'invalid question' answer under the valid instruction.")
+    backend: Literal["torch", "deepspeed"] = Field("torch", description="Trainer: plain torch or DeepSpeed ZeRO-3.")
+    zero_stage: int = Field(3, ge=0, le=3)
+    trainer_gpus: int = Field(0, ge=0, description="GPUs for the trainer (0 = CPU).")
+    rollout_gpus: int = Field(0, ge=0, description="GPUs for rollout engines (0 = CPU).")
+    weight_sync: Literal["object_store", "disk", "nccl"] = Field("object_store")
+    checkpoint_every: int = Field(10, ge=1, description="Save a resumable checkpoint every N steps.")
+    gradient_checkpointing: bool = Field(False)
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    sft: SFTConfig = Field(default_factory=SFTConfig)
+    curriculum_min_tool_calls: int | None = Field(
+        None, ge=1, description="Stage-2 curriculum (QwQ): only questions needing at least this many tool calls."
+    )

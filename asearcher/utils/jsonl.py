@@ -1,0 +1,108 @@
+"""JSONL reading and atomic writing. A bad line is an error naming file and line: nothing is silently dropped."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from asearcher.errors import UserFacingError
+
+
+class DataError(UserFacingError, ValueError):
+    """Malformed input data; the message names the file and line."""
+
+
+def iter_jsonl(path: str | Path, *, require: Iterable[str] = (), limit: int | None = None) -> Iterator[dict]:
+    """Yield one dict per line. Blank lines are skipped; anything else that is not a JSON object is an error.
+
+    `require` names fields every row must have. A final line without a newline that does not parse is
+    reported as truncated.
+    """
+    path = Path(path)
+    required = tuple(require)
+    n = 0
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, start=1):
+            if limit is not None and n >= limit:
+                return
+            if not raw.strip():
+                continue
+            try:
+                row = json.loads(raw)
+            except (json.JSONDecodeError, UnicodeDecodeError) as e:
+                truncated = not raw.endswith(b"\n")
+                what = "truncated line (no newline at end of file)" if truncated else "malformed JSON"
+                raise DataError(f"{path}:{lineno}: {what}: {e}") from None
+            if not isinstance(row, dict):
+                raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
+            missing = [k for k in required if k not in row]
+            if missing:
+                raise DataError(f"{path}:{lineno}: missing field(s) {', '.join(missing)}")
+            n += 1
+            yield row
+
+
+def read_jsonl(path: str | Path, **kw: Any) -> list[dict]:
+    return list(iter_jsonl(path, **kw))
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write via a temp file + rename so readers never see a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with io.open(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_jsonl(path: str | Path, rows: Iterable[dict]) -> None:
+    atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
+
+
+class JsonlAppender:
+    """Append rows durably (flush + fsync per row) so a crash loses at most the row being written.
+
+    On open, a torn last line from an earlier crash is cut off, so resumed runs never read garbage.
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.path.exists():
+            data = self.path.read_bytes()
+            if data and not data.endswith(b"\n"):
+                cut = data.rfind(b"\n") + 1
+                with open(self.path, "r+b") as f:
+                    f.truncate(cut)
+        self._f = open(self.path, "a", encoding="utf-8")
+
+    def append(self, row: dict) -> None:
+        self._f.write(json.dumps(row, ensure_ascii=False) + "\n")
+        self._f.flush()
+        os.fsync(self._f.fileno())
+
+    def close(self) -> None:
+        self._f.close()
+
+    def __enter__(self) -> JsonlAppender:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
