@@ -10,10 +10,10 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, model_validator
 
 from asearcher.errors import UserFacingError
 
@@ -27,6 +27,7 @@ from .rl import OptimConfig, RLConfig, SFTConfig
 
 __all__ = [
     "AgentConfig",
+    "ClusterConfig",
     "Config",
     "ConfigError",
     "DataConfig",
@@ -40,9 +41,34 @@ __all__ = [
     "SFTConfig",
     "ServerConfig",
     "TinyModelConfig",
+    "ToolsConfig",
     "load_config",
     "json_schema",
 ]
+
+
+class ToolsConfig(Section):
+    """Which search/browse backend agents use."""
+
+    backend: Literal["local", "web"] = Field(
+        "local",
+        description="'local': the retrieval server over the Wikipedia corpus; 'web': a web search API + page reader.",
+    )
+    search_api_key_env: str = Field("SERPER_API_KEY", description="Env var with the web search API key.")
+    reader_api_key_env: str = Field("JINA_API_KEY", description="Env var with the page reader API key.")
+    max_concurrent_searches: int = Field(20, ge=1, description="Web: concurrent search calls (upstream: 20).")
+    max_concurrent_reads: int = Field(10, ge=1, description="Web: concurrent page reads (upstream: 10).")
+
+
+class ClusterConfig(Section):
+    """GPU resources of a recipe (read by the Snakemake rules; the CPU default uses none)."""
+
+    gpus_per_node: int = Field(8, ge=1, description="GPUs per node of the cluster.")
+    train_nodes: int = Field(1, ge=1, description="Nodes of the multi-node Ray training job.")
+    train_runtime_min: int = Field(60, ge=1, description="Wall-clock limit of the training job (minutes).")
+    eval_gpus: int = Field(0, ge=0, description="GPUs per evaluation job (vLLM engine); 0 = CPU.")
+    eval_runtime_min: int = Field(60, ge=1, description="Wall-clock limit of an evaluation job (minutes).")
+    index_gpus: int = Field(0, ge=0, description="GPUs for building a dense (E5) index; 0 = CPU.")
 
 
 class Config(Section):
@@ -59,10 +85,27 @@ class Config(Section):
     agent: AgentConfig = Field(default_factory=AgentConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     rl: RLConfig = Field(default_factory=RLConfig)
+    tools: ToolsConfig = Field(default_factory=ToolsConfig)
+    cluster: ClusterConfig = Field(default_factory=ClusterConfig)
     models: dict[str, EngineConfig] = Field(
         default_factory=dict,
         description="Named models for evaluation (name -> engine settings); the eval DAG runs model x benchmark.",
     )
+
+    @model_validator(mode="after")
+    def _expand_placeholders(self) -> Config:
+        """Model paths may say `{results_dir}` and `{run_dir}` so recipes follow a results_dir override."""
+        subs = {"results_dir": self.results_dir, "run_dir": f"{self.results_dir}/{self.name}", "name": self.name}
+
+        def expand(s: str) -> str:
+            for k, v in subs.items():
+                s = s.replace("{" + k + "}", v)
+            return s
+
+        for eng in [self.engine, *self.models.values()]:
+            if "{" in eng.model:
+                object.__setattr__(eng, "model", expand(eng.model))
+        return self
 
     @property
     def run_dir(self) -> Path:
