@@ -7,7 +7,7 @@ answer and stats. `to_dict`/`from_dict` give the JSON form written to results.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 
@@ -80,7 +80,11 @@ class Trajectory:
 
     # ---- (de)serialisation ---------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
+        # Shallow per-event dicts: dataclasses.asdict deep-copies every token list, which dominated eval time.
+        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "events"}
+        d["answers"] = list(self.answers)
+        d["meta"] = dict(self.meta)
+        d["events"] = [{f.name: getattr(e, f.name) for f in fields(e)} for e in self.events]
         d["stats"] = self.stats()
         return d
 

@@ -20,6 +20,12 @@ class AgentConfig(Section):
         description="Prompt template name (a file in asearcher/agent/prompts/) or a path to your own file; "
         "null = the agent's default.",
     )
+    templates: dict[str, str] = Field(
+        default_factory=dict,
+        description="Per-role template overrides (role -> bundled name or path), e.g. {read_page: my.txt}. "
+        "Roles: asearcher: prompt, note_invalid, note_valid, invalid; asearcher-reasoning: act, read_page, "
+        "read_search, answer, invalid; search-r1: prompt, invalid. `template` sets the first role.",
+    )
     max_turns: int = Field(32, ge=1, description="Most LLM generations per trajectory (paper: 32; QwQ: 128).")
     max_new_tokens: int = Field(1024, ge=1, description="Max tokens per LLM call.")
     max_context_tokens: int = Field(8000, ge=64, description="Stop when prompt + max_new_tokens exceeds this.")
@@ -27,6 +33,9 @@ class AgentConfig(Section):
     doc_max_chars: int = Field(5000, ge=1, description="Each search document is cut to this many characters.")
     page_max_chars: int = Field(250000, ge=1, description="Accessed pages are cut to this many characters.")
     page_chunk_chars: int = Field(25000, ge=1, description="Page chunk size read per summary turn.")
+    page_stub_chars: int = Field(
+        100, ge=0, description="Characters of each page chunk kept in the history after it was read."
+    )
     allow_access: bool = Field(True, description="Offer the <access> tool (upstream training used search only).")
     history_chars: int = Field(25000, ge=1000, description="Reasoning agent: history window in characters.")
     min_searches: int = Field(0, ge=0, description="Reasoning agent: searches required before an answer counts.")

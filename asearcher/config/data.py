@@ -10,10 +10,11 @@ from .base import Section
 
 
 class DataConfig(Section):
-    source: Literal["mirror", "hub"] = Field(
+    source: Literal["mirror", "hub", "auto"] = Field(
         "mirror",
         description="'hub': download the releases from the Hugging Face hub; 'mirror': copy them from a local "
-        "directory laid out like the releases (data.mirror or $ASEARCHER_MIRROR).",
+        "directory laid out like the releases (data.mirror or $ASEARCHER_MIRROR); 'auto': the mirror when one "
+        "is configured, else the hub.",
     )
     mirror: str | None = Field(
         None, description="Local mirror directory; falls back to $ASEARCHER_MIRROR when null."
@@ -31,3 +32,8 @@ class DataConfig(Section):
         None, ge=1, description="Take only the first N pages of wiki_webpages.jsonl. null = everything."
     )
     revision: str | None = Field(None, description="Hub revision (commit or tag) to pin; null = main.")
+    include_wikilinks: bool = Field(
+        False,
+        description="Also fetch wikilinks.jsonl of ASearcher-Local-Knowledge (bounded by pages_limit); no stage "
+        "of this suite reads it.",
+    )

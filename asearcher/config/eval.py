@@ -17,6 +17,10 @@ class JudgeConfig(Section):
     top_p: float = Field(0.95, gt=0, le=1)
     max_new_tokens: int = Field(1024, ge=1)
     max_retries: int = Field(3, ge=0, description="Bounded retries on unparseable verdicts (upstream loops).")
+    prompt: str = Field(
+        "judge.txt", description="Judge prompt: a file in asearcher/eval/prompts/ or a path to your own template."
+    )
+    concurrency: int = Field(32, ge=1, description="Judge calls in flight at once.")
 
 
 class EvalConfig(Section):

@@ -19,7 +19,9 @@ class TinyModelConfig(Section):
     num_attention_heads: int = Field(4, ge=1)
     num_key_value_heads: int = Field(2, ge=1)
     max_position_embeddings: int = Field(4096, ge=128)
-    tokenizer_corpus_lines: int = Field(5000, ge=10, description="Corpus passages used to train the tokenizer.")
+    tokenizer_corpus_lines: int = Field(
+        5000, ge=10, description="Corpus passages used to train the tokenizer."
+    )
     seed: int = Field(0)
 
 
@@ -33,7 +35,9 @@ class EngineConfig(Section):
         "results/models/tiny",
         description="Model directory or hub id ('tiny' factory output by default). For 'openai': the model name.",
     )
-    base_url: str | None = Field(None, description="For kind=openai: the endpoint, e.g. http://127.0.0.1:8000/v1.")
+    base_url: str | None = Field(
+        None, description="For kind=openai: the endpoint, e.g. http://127.0.0.1:8000/v1."
+    )
     api_key_env: str = Field(
         "OPENAI_API_KEY", description="Environment variable holding the API key (never stored in configs)."
     )
@@ -45,3 +49,19 @@ class EngineConfig(Section):
     max_model_len: int = Field(32768, ge=256, description="Context length of the engine.")
     request_timeout_s: float = Field(600.0, gt=0, description="For kind=openai: per-request timeout.")
     max_retries: int = Field(4, ge=0, description="For kind=openai: bounded retries with backoff.")
+    tokenizer: str | None = Field(
+        None,
+        description="For kind=openai: a local HF tokenizer dir (text fallback, re-tokenizing, agent prompts); "
+        "null = `model` when it is a local directory.",
+    )
+    device: str = Field("auto", description="For kind=transformers: cpu | cuda | auto (cuda when available).")
+    join_every: int = Field(
+        4,
+        ge=1,
+        description="For kind=transformers: decode steps between admissions of new requests into a busy batch.",
+    )
+    logprobs_mode: Literal["processed_logprobs", "raw_logprobs"] = Field(
+        "processed_logprobs",
+        description="For kind=vllm: which logprobs vLLM returns. 'processed_logprobs' = after temperature "
+        "(equals the suite's convention when top_p=1 and top_k=-1); 'raw_logprobs' = T=1.",
+    )

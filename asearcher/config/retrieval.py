@@ -36,5 +36,11 @@ class RetrievalConfig(Section):
     threads: int = Field(2, ge=1, description="Threads for indexing and batched search.")
     bm25_k1: float = Field(0.9, gt=0, description="BM25 k1.")
     bm25_b: float = Field(0.4, ge=0, le=1, description="BM25 b.")
+    memory_store_max_mb: int = Field(
+        2048,
+        ge=0,
+        description="Page/corpus files up to this size are loaded into memory; larger ones (the 23-27 GB "
+        "releases) are read through a cached byte-offset index.",
+    )
     dense: DenseConfig = Field(default_factory=DenseConfig)
     server: ServerConfig = Field(default_factory=ServerConfig)

@@ -45,6 +45,9 @@ class GenerationResult:
     stop_string: str | None = None  # the stop string that ended generation, if any
     text: str | None = None  # decoded output (engines fill it; tokens stay the source of truth)
     latency_s: float = 0.0
+    # True when output_ids were recovered by re-tokenizing text (an endpoint that returns no ids): then ids and
+    # logprobs are approximate and must not be trained on
+    retokenized: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -55,6 +58,7 @@ class GenerationResult:
             "stop_string": self.stop_string,
             "text": self.text,
             "latency_s": self.latency_s,
+            "retokenized": self.retokenized,
         }
 
 
@@ -77,5 +81,5 @@ class InferenceEngine(abc.ABC):
         """Load new weights (a state dict, or a path to an HF checkpoint dir) and set `version`."""
         raise NotImplementedError(f"{type(self).__name__} does not support weight updates")
 
-    async def aclose(self) -> None:
+    async def aclose(self) -> None:  # noqa: B027 (optional hook: engines without resources keep it)
         """Release resources (threads, servers, GPU memory)."""

@@ -1,0 +1,133 @@
+"""The protocol card: everything needed to know how an evaluation number was produced.
+
+It is stored in aggregate.json (and, from the start of a run, in protocol.json so that a resumed run can
+refuse to mix samples produced under a different protocol).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from asearcher.errors import UserFacingError
+
+# Fields that must match for samples of two runs to be mixed by a resume. Sample counts and the code version
+# may change (a larger --max-samples extends a run; a bug fix in unrelated code should not force a redo).
+RESUME_KEYS = (
+    "model",
+    "agent",
+    "prompt_hash",
+    "retriever",
+    "search_backend",
+    "judge",
+    "judge_details",
+    "temperature",
+    "top_p",
+    "max_new_tokens",
+    "k",
+    "seeds",
+    "benchmark",
+    "sealed",
+)
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def code_version() -> str:
+    """Package version plus the git commit of the checkout (with '-dirty' for uncommitted changes), if any."""
+    from asearcher import __version__
+
+    return _code_version(str(__version__))
+
+
+def _code_version(pkg: str) -> str:
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "GIT_OPTIONAL_LOCKS": "0"}  # read-only: never refresh/lock the index
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"], cwd=root, env=env, capture_output=True, text=True, timeout=10
+        )
+        if sha.returncode != 0:
+            return pkg
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        suffix = "-dirty" if dirty.returncode == 0 and dirty.stdout.strip() else ""
+        return f"{pkg}+g{sha.stdout.strip()}{suffix}"
+    except (OSError, subprocess.SubprocessError):
+        return pkg
+
+
+def build_card(
+    *,
+    model_name: str,
+    engine: dict[str, Any],
+    agent: dict[str, Any],
+    prompt_hash: str,
+    retriever: dict[str, Any],
+    search_backend: str,
+    judge: str | None,
+    temperature: float,
+    top_p: float,
+    max_new_tokens: int,
+    k: int,
+    seeds: list[int],
+    benchmark: str,
+    benchmark_file: str | Path | None,
+    n_questions: int,
+    sealed: bool,
+    judge_details: dict[str, Any] | None = None,
+    setting: str | None = None,
+    version: str | None = None,
+) -> dict[str, Any]:
+    """The protocol card of one (model, setting, benchmark) evaluation."""
+    bfile = Path(benchmark_file) if benchmark_file else None
+    return {
+        "model": {"name": model_name, **engine},
+        "setting": setting,
+        "agent": agent,
+        "prompt_hash": prompt_hash,
+        "retriever": retriever,
+        "search_backend": search_backend,
+        "judge": judge,
+        "judge_details": judge_details,
+        "temperature": temperature,
+        "top_p": top_p,
+        "max_new_tokens": max_new_tokens,
+        "k": k,
+        "seeds": list(seeds),
+        "n_questions": n_questions,
+        "n_samples": n_questions * k,
+        "benchmark": {
+            "name": benchmark,
+            "file": bfile.name if bfile else None,
+            "sha256": file_sha256(bfile) if bfile and bfile.is_file() else None,
+        },
+        "sealed": sealed,
+        "code_version": version if version is not None else code_version(),
+    }
+
+
+def check_resumable(saved: dict[str, Any], current: dict[str, Any], where: str) -> None:
+    """Raise if a resumed run would mix samples produced under a different protocol."""
+    diffs = [k for k in RESUME_KEYS if saved.get(k) != current.get(k)]
+    if diffs:
+        detail = "; ".join(f"{k}: was {saved.get(k)!r}, now {current.get(k)!r}" for k in diffs)
+        raise UserFacingError(
+            f"{where} holds samples from a different evaluation protocol ({detail}). "
+            "Use another --output directory, or delete that directory to start over."
+        )

@@ -1,0 +1,119 @@
+"""The benchmark registry: one small YAML per benchmark in asearcher/eval/benchmarks/.
+
+A benchmark is found by its name, an alias or its release folder name, case-insensitively (so both `HotpotQA`
+and the upstream folder name `HotpotQA_rand1000` work in configs). Unknown names get a "did you mean" hint.
+"""
+
+from __future__ import annotations
+
+import difflib
+from functools import cache
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from asearcher.errors import UserFacingError
+from asearcher.eval.metrics import parse_metric_list
+
+BENCHMARK_DIR = Path(__file__).with_name("benchmarks")
+
+Format = Literal["jsonl", "json", "frames_csv", "xbench_csv", "gaia_json"]
+
+
+class BenchmarkFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(description="File name inside the benchmark's release folder.")
+    format: Format = Field(description="How to read it (jsonl and json both accept a JSON list or JSONL).")
+
+
+class BenchmarkSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(description="Canonical name (used in result paths and tables).")
+    aliases: list[str] = Field(default_factory=list, description="Other accepted names.")
+    folder: str = Field(description="Folder inside the ASearcher-test-data release (upstream spelling).")
+    files: list[BenchmarkFile] = Field(min_length=1, description="Candidate files; the first that exists is read.")
+    id_fields: list[str] = Field(default_factory=lambda: ["id"], description="Id field candidates; none -> row index.")
+    question_fields: list[str] = Field(min_length=1, description="Question field candidates, first present wins.")
+    answer_fields: list[str] = Field(min_length=1, description="Gold answer field candidates (str or list).")
+    paper_size: int = Field(ge=1, description="Number of questions the paper evaluates.")
+    metrics: list[str] = Field(min_length=1, description="Default metrics ('judge' = LLM-as-judge).")
+    k: int = Field(4, ge=1, description="Default samples per question (Avg@k / Pass@k).")
+    language: str = Field("en", description="Language of the questions.")
+    settings: list[Literal["local", "web"]] = Field(description="Settings the paper evaluates it in.")
+    sealed: bool = Field(False, description="Encrypted upstream: questions/answers stay sealed in memory.")
+
+    @field_validator("metrics")
+    @classmethod
+    def _known_metrics(cls, v: list[str]) -> list[str]:
+        return parse_metric_list(v, allow_model_metrics=True)
+
+    @property
+    def names(self) -> list[str]:
+        return [self.name, *self.aliases, self.folder]
+
+    def resolve_file(self, test_data_dir: str | Path) -> tuple[Path, str]:
+        """The first candidate file that exists under <test_data_dir>/<folder>/, and its format."""
+        base = Path(test_data_dir) / self.folder
+        for f in self.files:
+            p = base / f.name
+            if p.is_file():
+                return p, f.format
+        tried = ", ".join(str(base / f.name) for f in self.files)
+        raise UserFacingError(
+            f"benchmark {self.name}: no data file found (tried {tried}). Fetch the test data with "
+            "`asearcher fetch-data --release test-data --output DIR` and pass DIR/ASearcher-test-data."
+        )
+
+
+class RegistryError(UserFacingError, KeyError):
+    def __str__(self) -> str:  # KeyError would otherwise repr() the message
+        return str(self.args[0])
+
+
+def _load_spec(path: Path) -> BenchmarkSpec:
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        raise UserFacingError(f"{path}: not valid YAML: {e}") from None
+    try:
+        return BenchmarkSpec.model_validate(raw)
+    except ValidationError as e:
+        lines = [f"{path}: invalid benchmark spec:"]
+        for err in e.errors():
+            key = ".".join(str(p) for p in err["loc"]) or "<root>"
+            lines.append(f"  {key}: {'unknown key' if err['type'] == 'extra_forbidden' else err['msg']}")
+        raise UserFacingError("\n".join(lines)) from None
+
+
+@cache
+def _registry(directory: str) -> dict[str, BenchmarkSpec]:
+    specs = [_load_spec(p) for p in sorted(Path(directory).glob("*.yaml"))]
+    index: dict[str, BenchmarkSpec] = {}
+    for spec in specs:
+        for n in spec.names:
+            key = n.lower()
+            if key in index and index[key].name != spec.name:
+                raise UserFacingError(f"benchmark name {n!r} is used by both {index[key].name} and {spec.name}")
+            index[key] = spec
+    return index
+
+
+def list_benchmarks(directory: str | Path = BENCHMARK_DIR) -> list[BenchmarkSpec]:
+    seen: dict[str, BenchmarkSpec] = {}
+    for spec in _registry(str(directory)).values():
+        seen.setdefault(spec.name, spec)
+    return sorted(seen.values(), key=lambda s: s.name.lower())
+
+
+def get_benchmark(name: str, directory: str | Path = BENCHMARK_DIR) -> BenchmarkSpec:
+    index = _registry(str(directory))
+    spec = index.get(name.lower())
+    if spec is not None:
+        return spec
+    close = difflib.get_close_matches(name.lower(), list(index), n=3, cutoff=0.5)
+    hint = f" Did you mean {', '.join(sorted({index[c].name for c in close}))}?" if close else ""
+    known = ", ".join(s.name for s in list_benchmarks(directory))
+    raise RegistryError(f"unknown benchmark {name!r}.{hint} Known: {known}.")

@@ -1,0 +1,253 @@
+"""Evaluate a search agent on one benchmark: k samples per question, string metrics (+ optional LLM judge),
+Avg@k / Pass@k, written under results/eval/<model>/<setting>/<benchmark>/. Resumable: rerun the same command
+after a crash and only the unfinished (question, sample) pairs run.
+
+The retrieval server must be running; its address comes from $ASEARCHER_RETRIEVAL_URL, which
+`asearcher with-retrieval` sets. Typical use:
+
+  asearcher with-retrieval --index results/index/bm25 --corpus C --pages P --config configs/default.yaml -- \\
+      asearcher eval --config configs/default.yaml --model tiny --benchmark Bamboogle --max-samples 20
+
+Outputs: samples.jsonl (one row per question x sample), trajectories.jsonl, aggregate.json (metrics, stats,
+errors and the protocol card), protocol.json and config.yaml (the merged config of the run). For sealed
+benchmarks (xBench) only ids, hashes and scores are written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from asearcher.config import Config, EngineConfig, load_config
+from asearcher.errors import UserFacingError
+from asearcher.llm.engine import SamplingParams
+
+from .outputs import EvalPaths
+
+log = logging.getLogger(__name__)
+
+RETRIEVAL_ENV = "ASEARCHER_RETRIEVAL_URL"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="YAML run config (default: built-in defaults)")
+    p.add_argument(
+        "--model",
+        required=True,
+        help="model name: a key of the config's `models` (or any label when `models` is empty: then the "
+        "config's `engine` is evaluated under that name)",
+    )
+    p.add_argument("--benchmark", required=True, help="benchmark name or alias (see asearcher/eval/benchmarks/)")
+    p.add_argument(
+        "--setting",
+        help="name of the agent setting in the output path (default: <agent.kind>-<retrieval.backend>-top<topk>)",
+    )
+    p.add_argument(
+        "--releases",
+        help="directory holding ASearcher-test-data/ (default: <results_dir>/releases, else the data mirror)",
+    )
+    p.add_argument(
+        "--output", help="output directory (default: <results_dir>/eval/<model>/<setting>/<benchmark>)"
+    )
+    p.add_argument("--max-samples", type=int, help="evaluate only the first N questions (eval.max_samples)")
+    p.add_argument(
+        "--retry-errors", action="store_true", help="on resume, rerun samples that finished with an error"
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("overrides", nargs="*", help="config overrides key=value, e.g. eval.k=1 eval.concurrency=8")
+
+
+def default_setting(cfg: Config) -> str:
+    """The Snakefile's setting name (workflow/rules/common.smk: SETTING)."""
+    return f"{cfg.agent.kind}-{cfg.retrieval.backend}-top{cfg.agent.topk}"
+
+
+def resolve_engine_config(cfg: Config, name: str) -> EngineConfig:
+    if name in cfg.models:
+        return cfg.models[name]
+    if not cfg.models:
+        return cfg.engine
+    raise UserFacingError(
+        f"--model {name!r} is not in the config's `models` ({', '.join(sorted(cfg.models))}); "
+        "add it under `models:` or use one of those names"
+    )
+
+
+def resolve_test_data(cfg: Config, releases: str | None, folder: str) -> Path:
+    """The ASearcher-test-data directory: under --releases, <results_dir>/releases, or the data mirror."""
+    candidates: list[Path] = []
+    if releases:
+        candidates = [Path(releases) / "ASearcher-test-data", Path(releases)]
+    else:
+        candidates.append(Path(cfg.results_dir) / "releases" / "ASearcher-test-data")
+        mirror = cfg.mirror_dir()
+        if mirror is not None:
+            candidates.append(mirror / "ASearcher-test-data")
+    for c in candidates:
+        if (c / folder).is_dir():
+            return c
+    tried = ", ".join(str(c) for c in candidates) or "(none: no --releases, no data.mirror, no $ASEARCHER_MIRROR)"
+    raise UserFacingError(
+        f"benchmark folder {folder!r} not found; looked in {tried}. Fetch the test data with "
+        "`asearcher fetch-data` or pass --releases DIR (the directory holding ASearcher-test-data/)."
+    )
+
+
+def make_tools(cfg: Config) -> Any:
+    """LocalTools over the retrieval server that RetrievalClient.discover() finds ($ASEARCHER_RETRIEVAL_URL,
+    else the address files in $RAG_SERVER_ADDR_DIR)."""
+    from asearcher.retrieval.client import NoRetrievalServerError, RetrievalClient
+    from asearcher.tools.local import LocalTools
+
+    try:
+        client = RetrievalClient.discover()
+    except NoRetrievalServerError as e:
+        raise UserFacingError(
+            f"no retrieval server address ({e}). Run the evaluation under `asearcher with-retrieval --index DIR "
+            "--corpus FILE --pages FILE --config C -- asearcher eval ...`, which starts a server and sets "
+            f"${RETRIEVAL_ENV}; or start `asearcher serve-retrieval` yourself and export {RETRIEVAL_ENV}=http://HOST:PORT"
+        ) from None
+    return LocalTools(client)
+
+
+def retriever_info(cfg: Config) -> dict[str, Any]:
+    r = cfg.retrieval
+    info: dict[str, Any] = {"backend": r.backend, "topk": cfg.agent.topk}
+    if r.backend == "bm25":
+        info.update(bm25_k1=r.bm25_k1, bm25_b=r.bm25_b)
+    else:
+        info.update(encoder=r.dense.model)
+    return info
+
+
+def engine_info(ec: EngineConfig) -> dict[str, Any]:
+    info: dict[str, Any] = {"kind": ec.kind, "model": ec.model}
+    if ec.kind == "openai":
+        info.update(api=ec.api, base_url=ec.base_url)
+    else:
+        info.update(dtype=ec.dtype)
+    return info
+
+
+async def evaluate(args: argparse.Namespace, cfg: Config) -> dict[str, Any]:
+    from asearcher.eval.aggregate import seeds_for
+    from asearcher.eval.judge import make_judge
+    from asearcher.eval.loaders import load_benchmark
+    from asearcher.eval.metrics import METRICS, MODEL_METRICS, parse_metric_list
+    from asearcher.eval.protocol import build_card, check_resumable
+    from asearcher.eval.registry import get_benchmark
+    from asearcher.eval.runner import EvalJob, run_eval
+
+    spec = get_benchmark(args.benchmark)
+    try:
+        names = parse_metric_list(cfg.eval.metrics, allow_model_metrics=True)
+    except ValueError as e:
+        raise UserFacingError(f"eval.metrics: {e}") from None
+    if "judge" in names and not cfg.eval.judge.enabled:
+        raise UserFacingError("eval.metrics lists 'judge' but eval.judge.enabled is false: set eval.judge.enabled=true")
+    metric_fns = {n: METRICS[n] for n in names if n not in MODEL_METRICS}
+    if "judge" in spec.metrics and not cfg.eval.judge.enabled:
+        log.warning("%s is scored with an LLM judge in the paper; eval.judge.enabled is false", spec.name)
+
+    test_dir = resolve_test_data(cfg, args.releases, spec.folder)
+    bench_file, _ = spec.resolve_file(test_dir)
+    rows = load_benchmark(spec, test_dir, limit=cfg.eval.max_samples)
+    if not rows:
+        raise UserFacingError(f"benchmark {spec.name}: {bench_file} has no questions")
+
+    ec = resolve_engine_config(cfg, args.model)
+    tools = make_tools(cfg)  # first: a missing retrieval server is the most common mistake
+    setting = args.setting or default_setting(cfg)
+    if args.output:
+        out_dir = Path(args.output)
+    else:
+        out_dir = EvalPaths.for_run(cfg.results_dir, args.model, setting, spec.name).root
+
+    judge = engine = None
+    try:
+        from asearcher.agent import make_agent
+        from asearcher.llm.factory import make_engine
+
+        engine = make_engine(ec)
+        agent = make_agent(cfg.agent, engine.tokenizer)
+        judge = make_judge(cfg.eval.judge) if cfg.eval.judge.enabled else None
+        k = cfg.eval.k
+        seeds = seeds_for(cfg.eval.seed, k)
+        sampling = SamplingParams(
+            max_new_tokens=cfg.agent.max_new_tokens, temperature=cfg.eval.temperature, top_p=cfg.eval.top_p
+        )
+        card = build_card(
+            model_name=args.model,
+            engine=engine_info(ec),
+            agent=cfg.agent.model_dump(mode="json"),
+            prompt_hash=agent.prompt_hash,
+            retriever=retriever_info(cfg),
+            search_backend=getattr(tools, "name", type(tools).__name__),
+            judge=cfg.eval.judge.model if judge is not None else None,
+            judge_details=judge.describe() if judge is not None else None,
+            temperature=cfg.eval.temperature,
+            top_p=cfg.eval.top_p,
+            max_new_tokens=cfg.agent.max_new_tokens,
+            k=k,
+            seeds=seeds,
+            benchmark=spec.name,
+            benchmark_file=bench_file,
+            n_questions=len(rows),
+            sealed=spec.sealed,
+            setting=setting,
+        )
+        paths = EvalPaths(out_dir)
+        if paths.protocol.exists():  # refuse before touching anything in a directory of another protocol
+            check_resumable(json.loads(paths.protocol.read_text(encoding="utf-8")), card, str(out_dir))
+        cfg.dump(paths.config)
+        job = EvalJob(
+            benchmark=spec.name,
+            rows=rows,
+            k=k,
+            seeds=seeds,
+            sampling=sampling,
+            metrics=metric_fns,
+            out_dir=out_dir,
+            card=card,
+            concurrency=cfg.eval.concurrency,
+            sealed=spec.sealed,
+            judge=judge,
+            retry_errors=args.retry_errors,
+            progress=not args.no_progress,
+        )
+        return await run_eval(job, agent=agent, engine=engine, tools=tools)
+    finally:
+        if judge is not None:
+            await judge.aclose()
+        if engine is not None:
+            await engine.aclose()
+        await tools.aclose()
+
+
+def summary(agg: dict[str, Any]) -> str:
+    k = agg["k"]
+    lines = [f"{agg['benchmark']}: {agg['n']} questions x {k} samples, {agg['errors']} errors"]
+    for m, v in agg["metrics"].items():
+        avg, pas = v[f"avg@{k}"], v[f"pass@{k}"]
+        lines.append(f"  {m:<8} avg@{k} {100 * (avg or 0):5.1f}   pass@{k} {100 * (pas or 0):5.1f}")
+    st = agg["stats"]
+    lines.append(
+        f"  turns {st['avg_turns'] or 0:.2f}  searches {st['avg_searches'] or 0:.2f}  "
+        f"accesses {st['avg_accesses'] or 0:.2f}  output tokens {st['avg_output_tokens'] or 0:.0f}"
+    )
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config, args.overrides)
+    if args.max_samples is not None:
+        if args.max_samples < 1:
+            raise UserFacingError(f"--max-samples must be >= 1, got {args.max_samples}")
+        cfg.eval.max_samples = args.max_samples
+    agg = asyncio.run(evaluate(args, cfg))
+    print(summary(agg))
+    return 0

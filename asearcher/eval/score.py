@@ -1,0 +1,126 @@
+"""Score a predictions JSONL with the paper's string metrics and print one JSON object of means.
+
+Each input row: {"id": ..., "prediction": str or null, "answers": [str, ...]} (a single answer string is also
+accepted). A null prediction (no answer produced) scores 0. Rows may carry a "sample" index (several samples per
+id); then Avg@k and Pass@k are added as "<metric>.avg@k" / "<metric>.pass@k", taking each question's k lowest
+sample indices.
+
+Metrics: f1 (the paper's set-based F1), em, cem (cover EM), squad_f1 (SQuAD multiset F1).
+
+Example:
+  asearcher score results/preds.jsonl --metrics f1,em,cem --per-sample results/scores.jsonl
+  -> {"n": 500, "f1": 0.41, "em": 0.30, "cem": 0.37}
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from asearcher.errors import UserFacingError
+from asearcher.eval.aggregate import at_k
+from asearcher.eval.metrics import parse_metric_list, score_all
+from asearcher.utils.jsonl import DataError, write_jsonl
+
+DEFAULT_METRICS = "f1,em,cem"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("predictions", metavar="PRED.jsonl", help="rows {id, prediction, answers[, sample]}")
+    p.add_argument(
+        "--metrics", default=DEFAULT_METRICS, help=f"comma list of f1, em, cem, squad_f1 (default: {DEFAULT_METRICS})"
+    )
+    p.add_argument("--per-sample", metavar="OUT.jsonl", help="also write each row's scores here")
+    p.add_argument("--k", type=int, default=None, help="k for Avg@k/Pass@k (default: most samples of any id)")
+
+
+def _check_row(row: dict, where: str) -> None:
+    rid = row["id"]
+    if isinstance(rid, bool) or not isinstance(rid, str | int) or str(rid) == "":
+        raise DataError(f"{where}: field 'id' must be a non-empty string or integer, got {rid!r}")
+    pred = row["prediction"]
+    if pred is not None and not isinstance(pred, str):
+        raise DataError(f"{where}: field 'prediction' must be a string or null, got {type(pred).__name__}")
+    ans = row["answers"]
+    items = [ans] if isinstance(ans, str) else ans
+    if not isinstance(items, list) or not items or not all(isinstance(a, str) for a in items):
+        raise DataError(f"{where}: field 'answers' must be a non-empty list of strings, got {ans!r}")
+    if "sample" in row and (isinstance(row["sample"], bool) or not isinstance(row["sample"], int)):
+        raise DataError(f"{where}: field 'sample' must be an integer, got {row['sample']!r}")
+
+
+def _rows_with_lines(path: Path):
+    """(line number, row) per non-blank line; a bad line is an error naming it (as asearcher.utils.jsonl does)."""
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, start=1):
+            if not raw.strip():
+                continue
+            try:
+                row = json.loads(raw)
+            except (json.JSONDecodeError, UnicodeDecodeError) as e:
+                what = "truncated line" if not raw.endswith(b"\n") else "malformed JSON"
+                raise DataError(f"{path}:{lineno}: {what}: {e}") from None
+            if not isinstance(row, dict):
+                raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
+            for field in ("id", "prediction", "answers"):
+                if field not in row:
+                    raise DataError(f"{path}:{lineno}: missing field {field!r}")
+            yield lineno, row
+
+
+def score_file(path: str | Path, metrics: list[str], k: int | None = None) -> tuple[dict, list[dict]]:
+    """(summary, per-row scores). The summary holds n, the mean of each metric and, with samples, avg/pass@k."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserFacingError(f"predictions file {path} does not exist")
+    per_row: list[dict] = []
+    seen: dict[tuple[str, int | None], int] = {}
+    with_sample = None
+    for lineno, row in _rows_with_lines(path):
+        where = f"{path}:{lineno}"
+        _check_row(row, where)
+        has = "sample" in row
+        if with_sample is None:
+            with_sample = has
+        elif has != with_sample:
+            raise DataError(f"{where}: field 'sample' must be on every row or on none")
+        key = (str(row["id"]), row.get("sample"))
+        if key in seen:
+            what = f"id {key[0]!r} sample {key[1]}" if has else f"id {key[0]!r}"
+            raise DataError(f"{where}: duplicate {what} (first at line {seen[key]}); add a 'sample' field for k>1")
+        seen[key] = lineno
+        out = {"id": row["id"]}
+        if has:
+            out["sample"] = row["sample"]
+        out.update(score_all(row["prediction"], row["answers"], metrics))
+        per_row.append(out)
+    if not per_row:
+        raise DataError(f"{path}: no rows to score")
+    summary: dict = {"n": len(per_row)}
+    for m in metrics:
+        summary[m] = sum(r[m] for r in per_row) / len(per_row)
+    if with_sample:
+        summary["n_questions"] = len({str(r["id"]) for r in per_row})
+        for m in metrics:
+            res = at_k(((str(r["id"]), r["sample"], r[m]) for r in per_row), k)
+            summary.update(res.as_dict(m))
+        summary["k"] = res.k
+        summary["n_incomplete"] = res.n_incomplete
+    return summary, per_row
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        metrics = parse_metric_list(args.metrics)
+    except ValueError as e:
+        raise UserFacingError(f"--metrics: {e}") from None
+    if args.k is not None and args.k < 1:
+        raise UserFacingError("--k must be >= 1")
+    summary, per_row = score_file(args.predictions, metrics, args.k)
+    if args.per_sample:
+        write_jsonl(args.per_sample, per_row)
+    json.dump(summary, sys.stdout)
+    print()
+    return 0

@@ -1,0 +1,48 @@
+"""Build the configured inference engine (`engine:` config section, or one entry of `models:`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from asearcher.errors import UserFacingError
+from asearcher.llm.engine import InferenceEngine
+
+
+def make_engine(cfg: Any) -> InferenceEngine:
+    """An InferenceEngine for an EngineConfig. Heavy imports happen only for the chosen kind."""
+    if cfg.kind == "transformers":
+        from asearcher.llm.transformers_engine import TransformersEngine
+
+        if not Path(cfg.model).is_dir():
+            raise UserFacingError(
+                f"engine.model: {cfg.model} is not a model directory (kind=transformers loads local HF dirs; "
+                "build the tiny model with `asearcher tiny-model`, or download a model first)"
+            )
+        return TransformersEngine(
+            cfg.model,
+            device=cfg.device,
+            max_batch_size=cfg.max_batch_size,
+            dtype=cfg.dtype,
+            join_every=cfg.join_every,
+        )
+    if cfg.kind == "openai":
+        from asearcher.llm.openai_engine import OpenAIEngine
+
+        if not cfg.base_url:
+            raise UserFacingError(
+                "engine.base_url is required for kind=openai (e.g. http://127.0.0.1:8000/v1 from `asearcher serve-llm`)"
+            )
+        tokenizer = cfg.tokenizer or (cfg.model if Path(cfg.model).is_dir() else None)
+        return OpenAIEngine(
+            cfg.base_url, cfg.model, tokenizer=tokenizer, api=cfg.api, api_key_env=cfg.api_key_env,
+            timeout=cfg.request_timeout_s, max_retries=cfg.max_retries,
+        )  # fmt: skip
+    if cfg.kind == "vllm":
+        from asearcher.llm.vllm_engine import VLLMEngine
+
+        return VLLMEngine(
+            cfg.model, tensor_parallel_size=cfg.tensor_parallel_size, gpu_memory_utilization=cfg.gpu_memory_utilization,
+            max_model_len=cfg.max_model_len, dtype=cfg.dtype, logprobs_mode=cfg.logprobs_mode,
+        )  # fmt: skip
+    raise UserFacingError(f"engine.kind: unknown engine kind {cfg.kind!r} (transformers | vllm | openai)")

@@ -1,0 +1,467 @@
+"""In-process inference engine on Hugging Face transformers (CPU or one GPU), batched and interruptible.
+
+How it works: `agenerate` calls (from one asyncio loop, or several) enqueue requests; one background thread owns
+the model and decodes every in-flight request together, one token per step, with a KV cache (left padding,
+per-row position ids). New requests join the batch between steps: they are prefilled on their own and their KV
+rows appended to the running cache (left-padded to a common width). Finished rows are dropped from the cache by
+index selection.
+
+Sampling is per request: each request has its own `torch.Generator` seeded with `SamplingParams.seed`, drawn on the
+CPU, so a seeded request gives the same tokens whatever else is in the batch (up to float rounding of batched
+matmuls). Recorded logprobs follow `asearcher.llm.sampling` (log_softmax(logits / T) before top-p/top-k).
+
+Interruptible weight updates (asynchronous RL): `update_weights(state_dict | hf_dir, version)` may be called while
+requests are in flight. The worker applies it between two decode steps, sets `version`, re-prefills every in-flight
+sequence under the new weights and continues; `output_versions` records the version that produced each token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from asearcher.llm.engine import GenerationRequest, GenerationResult, InferenceEngine, SamplingParams
+from asearcher.llm.sampling import find_stop, sample_token, validate_sampling
+
+log = logging.getLogger(__name__)
+
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@dataclass
+class _Seq:
+    prompt: list[int]
+    sampling: SamplingParams
+    rid: str | None
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future
+    generator: torch.Generator
+    stop_ids: set[int]
+    stop_window: int  # output tokens to decode when looking for a stop string
+    t0: float = field(default_factory=time.perf_counter)
+    out: list[int] = field(default_factory=list)
+    logprobs: list[float] = field(default_factory=list)
+    versions: list[int] = field(default_factory=list)
+    done: bool = False
+    cancelled: bool = False
+    finish_reason: str = ""
+    stop_string: str | None = None
+
+
+def _resolve(fut: asyncio.Future, result: Any = None, error: BaseException | None = None) -> None:
+    if fut.done():  # cancelled by the caller
+        return
+    if error is not None:
+        fut.set_exception(error)
+    else:
+        fut.set_result(result)
+
+
+def resolve_dtype(dtype: Any, device: str) -> torch.dtype:
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype in (None, "auto"):
+        # float32 on CPU (bf16 matmuls are slow there); bf16 on GPUs that support it
+        if device.startswith("cuda") and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return torch.float32
+    if dtype not in _DTYPES:
+        raise ValueError(f"unknown dtype {dtype!r} (auto | float32 | bfloat16 | float16)")
+    return _DTYPES[dtype]
+
+
+def load_state_dict_from_dir(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read the weights of an HF checkpoint dir (safetensors, sharded or not; else pytorch_model.bin)."""
+    import json
+
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    index = path / "model.safetensors.index.json"
+    if index.exists():
+        files = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        sd: dict[str, torch.Tensor] = {}
+        for f in files:
+            sd.update(load_file(str(path / f)))
+        return sd
+    if (path / "model.safetensors").exists():
+        return load_file(str(path / "model.safetensors"))
+    if (path / "pytorch_model.bin").exists():
+        return torch.load(path / "pytorch_model.bin", map_location="cpu", weights_only=True)
+    raise FileNotFoundError(f"no model weights (model.safetensors / pytorch_model.bin) in {path}")
+
+
+class TransformersEngine(InferenceEngine):
+    """See the module docstring. `join_every`: decode steps between admissions of new requests into a busy
+    batch (1 = every step; larger values trade newcomer latency for fewer small prefills)."""
+
+    def __init__(
+        self,
+        model_path_or_model: Any,
+        tokenizer: Any = None,
+        device: str = "cpu",
+        max_batch_size: int = 32,
+        dtype: Any = "auto",
+        version: int = 0,
+        join_every: int = 1,
+    ):
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.device = device
+        self.dtype = resolve_dtype(dtype, device)
+        if isinstance(model_path_or_model, (str, Path)):
+            path = str(model_path_or_model)
+            if not Path(path).exists():
+                raise FileNotFoundError(
+                    f"model directory {path} does not exist (build one with `asearcher tiny-model`)"
+                )
+            self.model = AutoModelForCausalLM.from_pretrained(path, dtype=self.dtype)
+            self.tokenizer = tokenizer if tokenizer is not None else AutoTokenizer.from_pretrained(path)
+        else:
+            self.model = model_path_or_model.to(self.dtype)
+            if tokenizer is None:
+                tokenizer = AutoTokenizer.from_pretrained(self.model.name_or_path)
+            self.tokenizer = tokenizer
+        self.model.to(device).eval()
+        self.max_batch_size = max_batch_size
+        self.join_every = max(1, join_every)
+        self.max_context = int(getattr(self.model.config, "max_position_embeddings", 1 << 30))
+        self._eos_ids = self._collect_eos_ids()
+        self._pad_id = (
+            self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else min(self._eos_ids)
+        )
+        self._version = version
+        self._cond = threading.Condition()
+        self._pending: list[_Seq] = []
+        self._updates: list[tuple[Any, int, asyncio.AbstractEventLoop, asyncio.Future]] = []
+        self._inflight: list[_Seq] = []  # the worker's current batch (read by `inflight()`)
+        self._paused = False
+        self._idle = threading.Event()  # set while the worker is not inside a step
+        self._closed = False
+        #: called in the worker thread after every step with the engine (monitoring, tests); must be quick
+        self.on_step: Any = None
+        self._thread = threading.Thread(target=self._worker, name="transformers-engine", daemon=True)
+        self._thread.start()
+
+    def _collect_eos_ids(self) -> set[int]:
+        ids: set[int] = set()
+        if self.tokenizer.eos_token_id is not None:
+            ids.add(int(self.tokenizer.eos_token_id))
+        gen_eos = getattr(getattr(self.model, "generation_config", None), "eos_token_id", None)
+        if gen_eos is not None:
+            ids.update([gen_eos] if isinstance(gen_eos, int) else gen_eos)
+        return ids
+
+    # ---- public API -------------------------------------------------------------------------------------------
+    @property
+    def version(self) -> int:
+        return self._version
+
+    async def agenerate(self, request: GenerationRequest) -> GenerationResult:
+        s = request.sampling
+        validate_sampling(s)
+        ids = [int(t) for t in request.input_ids]
+        if not ids:
+            raise ValueError("input_ids is empty: a prompt needs at least one token")
+        vocab = self.model.config.vocab_size
+        bad = [t for t in ids if not 0 <= t < vocab]
+        if bad:
+            raise ValueError(f"input_ids contains token ids outside the vocabulary [0, {vocab}): {bad[:5]}")
+        if len(ids) >= self.max_context:
+            raise ValueError(f"prompt has {len(ids)} tokens; the model's context is {self.max_context}")
+        loop = asyncio.get_running_loop()
+        seed = s.seed if s.seed is not None else secrets.randbits(63)
+        seq = _Seq(
+            prompt=ids,
+            sampling=s,
+            rid=request.rid,
+            loop=loop,
+            future=loop.create_future(),
+            generator=torch.Generator().manual_seed(int(seed)),
+            stop_ids=self._eos_ids | {int(t) for t in s.stop_token_ids},
+            stop_window=max((len(x.encode()) for x in s.stop), default=0) + 2,
+        )
+        with self._cond:
+            if self._closed:
+                raise RuntimeError("engine is closed")
+            self._pending.append(seq)
+            self._cond.notify()
+        try:
+            return await seq.future
+        except asyncio.CancelledError:
+            seq.cancelled = True  # the worker drops it at the next step
+            raise
+
+    async def update_weights(self, state_dict: dict[str, Any] | str, version: int) -> None:
+        """Load weights between two decode steps; in-flight requests continue under them (see module doc)."""
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        with self._cond:
+            if self._closed:
+                raise RuntimeError("engine is closed")
+            self._updates.append((state_dict, int(version), loop, fut))
+            self._cond.notify()
+        await fut
+
+    async def pause(self) -> None:
+        """Stop decoding after the current step (requests stay queued); returns once the worker is idle."""
+        with self._cond:
+            self._paused = True
+        while not self._idle.is_set() and self._thread.is_alive():
+            await asyncio.sleep(0.001)
+
+    def request_pause(self) -> None:
+        """Thread-safe, non-blocking pause (e.g. from `on_step`); `await pause()` waits for the worker too."""
+        with self._cond:
+            self._paused = True
+
+    async def resume(self) -> None:
+        with self._cond:
+            self._paused = False
+            self._cond.notify()
+
+    def inflight(self) -> list[dict[str, Any]]:
+        """A snapshot of the current batch: rid, prompt and output lengths (for monitoring and tests)."""
+        return [
+            {"rid": s.rid, "prompt_tokens": len(s.prompt), "output_tokens": len(s.out)}
+            for s in self._inflight
+        ]
+
+    async def aclose(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
+        await asyncio.get_running_loop().run_in_executor(None, self._thread.join)
+
+    # ---- worker -----------------------------------------------------------------------------------------------
+    def _worker(self) -> None:
+        batch: list[_Seq] = []
+        cache = attn = logits = None
+        steps_since_prefill = 0
+        stale = False  # the cache was computed by older weights: re-prefill before the next step
+        with torch.inference_mode():
+            while True:
+                with self._cond:
+                    while (
+                        not self._closed
+                        and not self._updates
+                        and (self._paused or (not batch and not self._pending))
+                    ):
+                        self._idle.set()
+                        self._cond.wait()
+                    self._idle.clear()
+                    if self._closed:
+                        break
+                    updates, self._updates = self._updates, []
+                    admit: list[_Seq] = []
+                    room = self.max_batch_size - len(batch)
+                    if (
+                        self._pending
+                        and room > 0
+                        and not self._paused
+                        and (not batch or steps_since_prefill >= self.join_every)
+                    ):
+                        admit, self._pending = self._pending[:room], self._pending[room:]
+                for weights, version, loop, fut in updates:
+                    try:
+                        self._load_weights(weights)
+                    except Exception as e:  # the caller sees the error; the old weights stay
+                        loop.call_soon_threadsafe(_resolve, fut, None, e)
+                        continue
+                    self._version = version
+                    stale = True
+                    loop.call_soon_threadsafe(_resolve, fut, None)
+                if self._paused:
+                    continue
+                if any(s.cancelled for s in batch):  # drop their cache rows too, keeping rows aligned
+                    cache, attn, batch = self._select(cache, attn, batch, [not s.cancelled for s in batch])
+                admit = [s for s in admit if not s.cancelled]
+                if not batch and not admit:
+                    cache = None
+                    continue
+                try:
+                    if cache is None or stale or not batch or (admit and not self._mergeable(cache)):
+                        batch = batch + admit
+                        logits, cache, attn = self._prefill(batch)
+                        stale = False
+                    else:
+                        # one decode step for the running rows; newcomers are prefilled on their own and their
+                        # cache rows appended (left-padded to a common width)
+                        logits, cache, attn = self._decode(batch, cache, attn)
+                        if admit:
+                            logits_new, cache_new, attn_new = self._prefill(admit)
+                            cache, attn = self._merge(cache, attn, cache_new, attn_new)
+                            logits = torch.cat([logits, logits_new], dim=0)
+                            batch = batch + admit
+                    steps_since_prefill = 0 if admit else steps_since_prefill + 1
+                    self._inflight = batch
+                    self._advance(batch, logits)
+                except Exception as e:  # fail the whole batch loudly rather than hang its callers
+                    log.exception("generation step failed")
+                    for s in batch:
+                        s.loop.call_soon_threadsafe(_resolve, s.future, None, e)
+                    batch, cache = [], None
+                    continue
+                if any(s.done or s.cancelled for s in batch):
+                    cache, attn, batch = self._select(
+                        cache, attn, batch, [not (s.done or s.cancelled) for s in batch]
+                    )
+                    self._inflight = batch
+                if self.on_step is not None:
+                    self.on_step(self)
+        # closed: every waiting caller gets what it has so far, marked "abort"
+        with self._cond:
+            leftover, self._pending = batch + self._pending, []
+            updates, self._updates = self._updates, []
+        for s in leftover:
+            if not s.done:
+                s.finish_reason = "abort"
+                s.loop.call_soon_threadsafe(_resolve, s.future, self._result(s))
+        for _, _, loop, fut in updates:
+            loop.call_soon_threadsafe(
+                _resolve, fut, None, RuntimeError("engine closed before the weight update")
+            )
+        self._idle.set()
+
+    def _select(
+        self, cache: Any, attn: Any, batch: list[_Seq], keep: list[bool]
+    ) -> tuple[Any, Any, list[_Seq]]:
+        """Keep only the rows marked in `keep` (in the batch, the KV cache and the attention mask)."""
+        idx = [i for i, k in enumerate(keep) if k]
+        batch = [batch[i] for i in idx]
+        if not batch or cache is None:
+            return None, None, batch
+        t = torch.tensor(idx, device=self.device)
+        cache.batch_select_indices(t)
+        return cache, attn[t], batch
+
+    @staticmethod
+    def _mergeable(cache: Any) -> bool:
+        """Plain full-attention layers only (sliding-window or other layer kinds are re-prefilled instead)."""
+        from transformers.cache_utils import DynamicLayer
+
+        return all(type(layer) is DynamicLayer for layer in getattr(cache, "layers", [None]))
+
+    @staticmethod
+    def _merge(
+        cache: Any, attn: torch.Tensor, cache_b: Any, attn_b: torch.Tensor
+    ) -> tuple[Any, torch.Tensor]:
+        """Append cache_b's rows to cache, left-padding the shorter one's sequence axis (masked out)."""
+        import torch.nn.functional as F
+
+        wa, wb = attn.shape[1], attn_b.shape[1]
+        width = max(wa, wb)
+
+        def pad(t: torch.Tensor, w: int) -> torch.Tensor:  # [B, heads, seq, dim]: pad seq on the left
+            return F.pad(t, (0, 0, width - w, 0)) if w < width else t
+
+        for la, lb in zip(cache.layers, cache_b.layers, strict=True):
+            la.keys = torch.cat([pad(la.keys, wa), pad(lb.keys, wb)], dim=0)
+            la.values = torch.cat([pad(la.values, wa), pad(lb.values, wb)], dim=0)
+        attn = torch.cat([F.pad(attn, (width - wa, 0)), F.pad(attn_b, (width - wb, 0))], dim=0)
+        return cache, attn
+
+    def _prefill(self, batch: list[_Seq]) -> tuple[torch.Tensor, Any, torch.Tensor]:
+        from transformers import DynamicCache
+
+        seqs = [s.prompt + s.out for s in batch]
+        width = max(len(x) for x in seqs)
+        ids = torch.full((len(seqs), width), self._pad_id, dtype=torch.long)
+        attn = torch.zeros((len(seqs), width), dtype=torch.long)
+        for i, x in enumerate(seqs):  # left padding: every row's next token goes in the same column
+            ids[i, width - len(x) :] = torch.tensor(x)
+            attn[i, width - len(x) :] = 1
+        ids, attn = ids.to(self.device), attn.to(self.device)
+        pos = (attn.cumsum(-1) - 1).clamp(min=0)
+        cache = DynamicCache(config=self.model.config)
+        out = self.model(
+            input_ids=ids, attention_mask=attn, position_ids=pos, past_key_values=cache, use_cache=True,
+            logits_to_keep=1,
+        )  # fmt: skip
+        return out.logits[:, -1, :], out.past_key_values, attn
+
+    def _decode(
+        self, batch: list[_Seq], cache: Any, attn: torch.Tensor
+    ) -> tuple[torch.Tensor, Any, torch.Tensor]:
+        ids = torch.tensor([[s.out[-1]] for s in batch], device=self.device)
+        attn = torch.cat([attn, torch.ones((len(batch), 1), dtype=attn.dtype, device=self.device)], dim=1)
+        pos = (attn.sum(-1, keepdim=True) - 1).clamp(min=0)
+        out = self.model(
+            input_ids=ids, attention_mask=attn, position_ids=pos, past_key_values=cache, use_cache=True
+        )
+        return out.logits[:, -1, :], out.past_key_values, attn
+
+    def _advance(self, batch: list[_Seq], logits: torch.Tensor) -> None:
+        logits = logits.float().cpu()
+        for i, s in enumerate(batch):
+            if s.cancelled:
+                continue
+            tok, lp = sample_token(logits[i], s.sampling, s.generator)
+            s.out.append(tok)
+            s.logprobs.append(lp)
+            s.versions.append(self._version)
+            if tok in s.stop_ids:
+                s.finish_reason = "stop"
+            elif s.sampling.stop and self._stop_in_tail(s):
+                s.finish_reason = "stop"
+            elif len(s.out) >= s.sampling.max_new_tokens or len(s.prompt) + len(s.out) >= self.max_context:
+                s.finish_reason = "length"
+            else:
+                continue
+            s.done = True
+            s.loop.call_soon_threadsafe(_resolve, s.future, self._result(s))
+
+    def _stop_in_tail(self, s: _Seq) -> bool:
+        # only the tail can hold a stop string completed by this token (earlier tokens were checked before)
+        tail = self.tokenizer.decode(s.out[-s.stop_window :], skip_special_tokens=False)
+        hit = find_stop(tail, s.sampling.stop)
+        if hit is None:
+            return False
+        s.stop_string = hit[0]
+        return True
+
+    def _result(self, s: _Seq) -> GenerationResult:
+        text = self.tokenizer.decode(s.out, skip_special_tokens=True)
+        if s.stop_string is not None:
+            hit = find_stop(text, [s.stop_string])
+            if hit is not None:  # keep the stop string, drop any text the last token carried past it
+                text = text[: hit[1]]
+        return GenerationResult(
+            output_ids=list(s.out),
+            output_logprobs=list(s.logprobs),
+            output_versions=list(s.versions),
+            finish_reason=s.finish_reason,
+            stop_string=s.stop_string,
+            text=text,
+            latency_s=time.perf_counter() - s.t0,
+        )
+
+    def _load_weights(self, weights: dict[str, Any] | str | Path) -> None:
+        sd = load_state_dict_from_dir(weights) if isinstance(weights, (str, Path)) else weights
+        own = self.model.state_dict()
+        unexpected = [k for k in sd if k not in own]
+        missing = [k for k in own if k not in sd]
+        if getattr(self.model.config, "tie_word_embeddings", False):
+            missing = [k for k in missing if k != "lm_head.weight"]
+        if unexpected or missing:
+            raise ValueError(
+                f"weight update does not match the model: {len(missing)} missing (e.g. {missing[:3]}), "
+                f"{len(unexpected)} unexpected (e.g. {unexpected[:3]})"
+            )
+        for k, v in sd.items():
+            if tuple(v.shape) != tuple(own[k].shape):
+                raise ValueError(
+                    f"weight update: {k} has shape {tuple(v.shape)}, model has {tuple(own[k].shape)}"
+                )
+        for k, v in sd.items():
+            own[k].copy_(torch.as_tensor(v))

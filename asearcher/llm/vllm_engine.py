@@ -1,0 +1,302 @@
+"""InferenceEngine on vLLM (GPU machines): an async vLLM engine inside a Ray actor, and a thin async proxy.
+
+vLLM is an optional dependency (`pip install vllm==0.32.0`, the newest release that pins torch 2.13; see
+docs/engines.md); it is imported only inside the actor, and a missing install is a clear error.
+
+- `VLLMEngineActor` (Ray actor, one per engine, `num_gpus = tensor_parallel_size`) owns a `vllm` AsyncLLM engine.
+  Requests are token-id prompts with per-request seeds, stop strings and stop token ids; it returns one logprob
+  per sampled token.
+- `VLLMEngine` (the InferenceEngine agents and rollout workers use) holds the tokenizer locally and forwards
+  requests to the actor.
+
+Weight updates use abort-and-continue (the same idea as AReaL's interruptible SGLang generation): new requests wait,
+every in-flight request is aborted, the new weights are loaded (`load_weights` on every worker, from a state dict
+or an HF checkpoint dir read in the actor), the prefix cache is reset (its KV was computed by the old weights),
+`version` is bumped, and each interrupted request is resubmitted with prompt + tokens so far and the remaining
+token budget. Tokens of each segment record the version that produced them.
+
+Logprobs: vLLM's `logprobs_mode="processed_logprobs"` returns log-probabilities after temperature scaling; this
+equals the suite's convention (log_softmax(logits / T), see asearcher.llm.sampling) when top_p = 1 and
+top_k = -1, which is how RL rollouts sample. With top-p/top-k set, vLLM reports the truncated distribution.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import logging
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from asearcher.errors import UserFacingError
+from asearcher.llm.engine import GenerationRequest, GenerationResult, InferenceEngine, SamplingParams
+from asearcher.llm.sampling import sampling_from_dict, validate_sampling
+
+log = logging.getLogger(__name__)
+
+VLLM_HINT = (
+    "vLLM is not installed: engine.kind=vllm needs a CUDA machine with `pip install vllm==0.32.0` "
+    "(see docs/engines.md); on CPU use engine.kind=transformers"
+)
+
+
+def require_vllm() -> None:
+    if importlib.util.find_spec("vllm") is None:
+        raise UserFacingError(VLLM_HINT)
+
+
+# ---- pure conversions (unit-tested without vLLM) -------------------------------------------------------------------
+def to_vllm_sampling_kwargs(
+    s: SamplingParams, max_tokens: int | None = None, seed: int | None = None
+) -> dict[str, Any]:
+    """Keyword arguments for `vllm.SamplingParams` that reproduce our SamplingParams."""
+    greedy = s.greedy or s.temperature <= 0
+    return {
+        "n": 1,
+        "max_tokens": max_tokens if max_tokens is not None else s.max_new_tokens,
+        "temperature": 0.0 if greedy else float(s.temperature),
+        "top_p": 1.0 if greedy else float(s.top_p),
+        "top_k": -1 if greedy or s.top_k <= 0 else int(s.top_k),
+        "stop": list(s.stop) or None,
+        "stop_token_ids": list(s.stop_token_ids) or None,
+        "include_stop_str_in_output": True,  # the suite keeps the stop string in the output
+        "seed": s.seed if seed is None else seed,
+        "logprobs": 0,  # 0 = only the sampled token's logprob
+        "skip_special_tokens": True,
+        "detokenize": True,
+    }
+
+
+@dataclass
+class Segment:
+    """What one vLLM submission produced before it finished or was interrupted."""
+
+    token_ids: list[int]
+    logprobs: list[float]
+    finish_reason: str | None  # None while unfinished; "abort" when interrupted
+    stop_reason: str | int | None = None
+    text: str = ""
+
+
+def segment_from_output(completion: Any) -> Segment:
+    """Convert a vLLM CompletionOutput (token_ids, logprobs: list of {token_id: Logprob}, finish_reason...)."""
+    ids = [int(t) for t in completion.token_ids]
+    lps: list[float] = []
+    for tok, entry in zip(ids, completion.logprobs or [], strict=False):  # a length mismatch is raised below
+        lp = entry.get(tok) if isinstance(entry, dict) else None
+        lps.append(float(getattr(lp, "logprob", lp)) if lp is not None else float("nan"))
+    if len(lps) != len(ids):  # missing logprobs are an engine misconfiguration, never silently zero
+        raise RuntimeError(
+            f"vLLM returned {len(lps)} logprobs for {len(ids)} tokens (logprobs must be requested)"
+        )
+    return Segment(ids, lps, completion.finish_reason, getattr(completion, "stop_reason", None),
+                   getattr(completion, "text", "") or "")  # fmt: skip
+
+
+@dataclass
+class Continuation:
+    """Accumulates segments of one request across interruptions."""
+
+    prompt: list[int]
+    sampling: SamplingParams
+    out: list[int] = field(default_factory=list)
+    logprobs: list[float] = field(default_factory=list)
+    versions: list[int] = field(default_factory=list)
+    text: str = ""
+    interruptions: int = 0
+
+    def add(self, seg: Segment, version: int) -> None:
+        self.out += seg.token_ids
+        self.logprobs += seg.logprobs
+        self.versions += [version] * len(seg.token_ids)
+        self.text += seg.text
+
+    @property
+    def remaining(self) -> int:
+        return self.sampling.max_new_tokens - len(self.out)
+
+    def next_prompt(self) -> list[int]:
+        return self.prompt + self.out
+
+    def next_seed(self) -> int | None:
+        # a fresh (but reproducible) stream after each interruption, not a replay of the first segment's draws
+        s = self.sampling.seed
+        return None if s is None else (s + 1_000_003 * self.interruptions) % (1 << 63)
+
+    def result(self, finish_reason: str, stop_reason: Any, latency: float) -> GenerationResult:
+        stop_string = stop_reason if isinstance(stop_reason, str) else None
+        return GenerationResult(
+            output_ids=self.out, output_logprobs=self.logprobs, output_versions=self.versions,
+            finish_reason=finish_reason if finish_reason in ("stop", "length", "abort") else "stop",
+            stop_string=stop_string, text=self.text, latency_s=latency,
+        )  # fmt: skip
+
+
+# ---- the actor ---------------------------------------------------------------------------------------------------
+def _load_weights_on_worker(worker: Any, weights: Any) -> None:
+    """Runs inside every vLLM worker (collective_rpc): stream (name, tensor) pairs into the model."""
+    items = weights.items() if isinstance(weights, dict) else weights
+    worker.model_runner.model.load_weights(weights=iter(items))
+
+
+class VLLMEngineActorImpl:
+    """The vLLM engine and the abort-and-continue logic; wrapped as a Ray actor by `VLLMEngineActor`."""
+
+    def __init__(self, model: str, version: int = 0, **engine_kwargs: Any):
+        self.engine = self._create_engine(model, engine_kwargs)
+        self.version = version
+        self._open = asyncio.Event()  # cleared while weights are being replaced: new segments wait
+        self._open.set()
+        self._running: set[str] = set()  # vLLM request ids of segments in flight
+        self._interrupted: set[str] = set()
+
+    def _create_engine(self, model: str, engine_kwargs: dict[str, Any]) -> Any:
+        if importlib.util.find_spec("vllm") is None:
+            raise UserFacingError(VLLM_HINT)
+        from vllm import AsyncEngineArgs
+        from vllm.v1.engine.async_llm import AsyncLLM
+
+        engine_kwargs.setdefault("logprobs_mode", "processed_logprobs")
+        return AsyncLLM.from_engine_args(AsyncEngineArgs(model=model, **engine_kwargs))
+
+    def _request(self, prompt: list[int], sp_kwargs: dict[str, Any]) -> tuple[Any, Any]:
+        """vLLM's prompt and sampling objects; CUMULATIVE output so an aborted stream still has its tokens."""
+        from vllm import SamplingParams as VSamplingParams
+        from vllm import TokensPrompt
+        from vllm.sampling_params import RequestOutputKind
+
+        sp = VSamplingParams(**sp_kwargs, output_kind=RequestOutputKind.CUMULATIVE)
+        return TokensPrompt(prompt_token_ids=prompt), sp
+
+    def get_version(self) -> int:
+        return self.version
+
+    async def _segment(self, prompt: list[int], sp_kwargs: dict[str, Any]) -> tuple[Segment, bool, int]:
+        """Run one submission; returns (segment, interrupted, the weight version that produced it)."""
+        await self._open.wait()
+        version = self.version  # read after the wait: an update may have just finished
+        rid = uuid.uuid4().hex
+        prompt_obj, sp = self._request(prompt, sp_kwargs)
+        last = None
+        self._running.add(rid)
+        try:
+            async for out in self.engine.generate(prompt_obj, sp, request_id=rid):
+                last = out.outputs[0]
+        finally:
+            self._running.discard(rid)
+        interrupted = rid in self._interrupted
+        self._interrupted.discard(rid)
+        seg = (
+            segment_from_output(last)
+            if last is not None
+            else Segment([], [], "abort" if interrupted else None)
+        )
+        if interrupted:
+            seg.finish_reason = "abort"
+        return seg, interrupted, version
+
+    async def generate(self, input_ids: list[int], sampling: dict[str, Any]) -> dict[str, Any]:
+        s = sampling_from_dict(sampling)
+        t0 = time.perf_counter()
+        cont = Continuation(list(input_ids), s)
+        while True:
+            kwargs = to_vllm_sampling_kwargs(s, max_tokens=cont.remaining, seed=cont.next_seed())
+            seg, interrupted, version = await self._segment(cont.next_prompt(), kwargs)
+            cont.add(seg, version)
+            if interrupted and cont.remaining > 0:
+                cont.interruptions += 1
+                continue
+            finish = "length" if interrupted else (seg.finish_reason or "stop")
+            return asdict(cont.result(finish, seg.stop_reason, time.perf_counter() - t0))
+
+    async def update_weights(self, weights: Any, version: int) -> int:
+        """Abort in-flight segments, load weights on every worker, reset the prefix cache, bump the version."""
+        self._open.clear()
+        try:
+            running = list(self._running)
+            self._interrupted.update(running)
+            if running:
+                await self.engine.abort(running)
+            while self._running:  # wait until every aborted stream has returned its partial output
+                await asyncio.sleep(0.01)
+            if isinstance(weights, str):
+                from asearcher.llm.transformers_engine import load_state_dict_from_dir
+
+                weights = load_state_dict_from_dir(weights)
+            await self.engine.collective_rpc(_load_weights_on_worker, args=(weights,))
+            await self.engine.reset_prefix_cache()
+            self.version = version
+        finally:
+            self._open.set()
+        return self.version
+
+    def shutdown(self) -> None:
+        self.engine.shutdown()
+
+
+def _actor_class() -> Any:
+    import ray
+
+    return ray.remote(VLLMEngineActorImpl)
+
+
+class VLLMEngine(InferenceEngine):
+    """Proxy implementing InferenceEngine; the vLLM engine lives in a Ray actor with the GPUs."""
+
+    def __init__(
+        self,
+        model: str,
+        tokenizer: Any = None,
+        tensor_parallel_size: int = 1,
+        gpu_memory_utilization: float = 0.85,
+        max_model_len: int = 32768,
+        dtype: str = "auto",
+        logprobs_mode: str = "processed_logprobs",
+        seed: int = 0,
+        actor_options: dict[str, Any] | None = None,
+    ):
+        require_vllm()
+        import ray
+        from transformers import AutoTokenizer
+
+        if not ray.is_initialized():
+            ray.init(ignore_reinit_error=True)
+        self.tokenizer = tokenizer if tokenizer is not None else AutoTokenizer.from_pretrained(model)
+        opts = {"num_gpus": tensor_parallel_size, "max_concurrency": 4096, **(actor_options or {})}
+        self._actor = _actor_class().options(**opts).remote(
+            model, tensor_parallel_size=tensor_parallel_size, gpu_memory_utilization=gpu_memory_utilization,
+            max_model_len=max_model_len, dtype=dtype, logprobs_mode=logprobs_mode, seed=seed,
+        )  # fmt: skip
+        self._version = ray.get(self._actor.get_version.remote())
+
+    @property
+    def version(self) -> int:
+        return self._version
+
+    async def agenerate(self, request: GenerationRequest) -> GenerationResult:
+        validate_sampling(request.sampling)
+        d = await self._actor.generate.remote(list(request.input_ids), asdict(request.sampling))
+        res = GenerationResult(**d)
+        if res.text is None or res.text == "":
+            res.text = self.tokenizer.decode(res.output_ids, skip_special_tokens=True)
+        return res
+
+    async def update_weights(self, state_dict: dict[str, Any] | str, version: int) -> None:
+        self._version = await self._actor.update_weights.remote(state_dict, version)
+
+    async def aclose(self) -> None:
+        import ray
+
+        try:
+            await self._actor.shutdown.remote()
+        finally:
+            ray.kill(self._actor)
+
+
+# The Ray actor class, created on first use (importing this module must not need Ray or vLLM).
+def __getattr__(name: str) -> Any:
+    if name == "VLLMEngineActor":
+        return _actor_class()
+    raise AttributeError(name)
