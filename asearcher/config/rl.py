@@ -70,6 +70,30 @@ class RLConfig(Section):
     gradient_checkpointing: bool = Field(False)
     optim: OptimConfig = Field(default_factory=OptimConfig)
     sft: SFTConfig = Field(default_factory=SFTConfig)
+    max_tokens_per_mb: int = Field(
+        8192,
+        ge=16,
+        description="Trainer micro-batch budget in (padded) tokens; bounds activation memory. Gradients are "
+        "accumulated over micro-batches, so the loss is identical for any value.",
+    )
+    pack_max_tokens: int | None = Field(
+        None,
+        ge=16,
+        description="Longest packed training sequence (upstream: max_tokens_per_mb, 8000/28000). Output tokens past the cap "
+        "are not trained (counted in the pack_truncated_tokens metric). "
+        "null = max_tokens_per_mb.",
+    )
+    format_reward: bool = Field(
+        True, description="Multiply the f1/em score by the binary format reward (upstream; not used with judge)."
+    )
+    aug_answer_weight: float = Field(
+        0.3,
+        ge=0,
+        le=1,
+        description="Weight w of the aug_answer blend: (1-w)*F1(ans) + w*max(F1(aug), F1(ans)) (upstream: 0.3).",
+    )
+    grpo_std_eps: float = Field(1e-6, gt=0, description="'grpo' advantage: epsilon added to the group std.")
+    adv_norm_eps: float = Field(1e-5, gt=0, description="'areal' advantage: epsilon of the global token z-norm.")
     curriculum_min_tool_calls: int | None = Field(
         None, ge=1, description="Stage-2 curriculum (QwQ): only questions needing at least this many tool calls."
     )

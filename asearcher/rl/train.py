@@ -1,0 +1,180 @@
+"""Fully asynchronous RL on Ray (staleness-bounded), resumable.
+
+Rollout workers (Ray actors, each with an inference engine, the agent and retrieval tools) generate groups of
+trajectories continuously; the trainer (in this process) trains on each batch of `rl.batch_size` accepted
+groups as soon as it is ready and pushes the new weights to the workers without stopping them. The staleness
+bound `rl.max_head_offpolicyness` (eta) limits how far ahead rollouts may run; eta=0 is synchronous RL.
+
+Outputs under --output:
+  config.yaml                  the merged config of the run
+  metrics.jsonl / metrics.csv  one row per training step (reward, turns, tool calls, staleness, timing, memory)
+  checkpoints/step_N/          resumable checkpoints (every rl.checkpoint_every steps and at the end)
+  final/                       the trained model (Hugging Face format)
+Re-running the same command resumes from the last checkpoint: same data order, no step lost or repeated.
+
+Ray: starts a local Ray instance, or connects to an existing cluster when RAY_ADDRESS is set.
+
+Examples:
+  asearcher train --config configs/default.yaml --model results/models/tiny \\
+      --train data/ASearcher-train-data/ASearcher-Base-35k.jsonl --output results/rl/tiny \\
+      --retrieval-url http://127.0.0.1:8000 rl.steps=20 rl.batch_size=8 rl.group_size=4
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import shutil
+from pathlib import Path
+
+from asearcher.errors import UserFacingError
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="YAML run config (default: built-in defaults)")
+    p.add_argument("--model", required=True, help="initial policy: model directory (or hub id)")
+    p.add_argument(
+        "--train", required=True, help="training questions JSONL (question + answer/answers per row)"
+    )
+    p.add_argument(
+        "--output", required=True, help="run directory (created; resumed from if it has a checkpoint)"
+    )
+    p.add_argument(
+        "--retrieval-url",
+        default=os.environ.get("ASEARCHER_RETRIEVAL_URL"),
+        help="retrieval server address for the agents' tools (default: $ASEARCHER_RETRIEVAL_URL)",
+    )
+    p.add_argument(
+        "--rollout-factory",
+        metavar="MODULE:ATTR",
+        help="plug-in: callable(cfg, model_dir, retrieval_url) returning a rollout factory with "
+        "build(worker_index) -> RolloutComponents (custom engines/agents/tools). Default: the configured stack.",
+    )
+    p.add_argument(
+        "--trainer-factory",
+        metavar="MODULE:ATTR",
+        help="plug-in: callable(model_path, rl_cfg, device=, seed=) returning a Trainer. "
+        "Default: asearcher.rl.trainer.make_trainer.",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
+    p.add_argument(
+        "overrides", nargs="*", help="config overrides key=value, e.g. rl.steps=10 rl.batch_size=8"
+    )
+
+
+def _ray_init() -> None:
+    import ray
+
+    if ray.is_initialized():
+        return
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    # RAY_ADDRESS set -> join that cluster; otherwise start a local instance.
+    ray.init(
+        address=os.environ.get("RAY_ADDRESS") or None,
+        include_dashboard=False,
+        logging_level=logging.WARNING,
+        log_to_driver=True,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from asearcher.config import load_config
+    from asearcher.rl.checkpoint import latest_checkpoint, load_checkpoint
+    from asearcher.rl.controller import Controller
+    from asearcher.rl.dataset import QuestionStream, load_train_rows
+    from asearcher.rl.metrics_log import MetricsLogger
+    from asearcher.rl.rollout import DefaultRolloutFactory, load_object, spawn_worker
+
+    cfg = load_config(args.config, args.overrides)
+    rl = cfg.rl
+    if rl.weight_sync == "nccl":
+        raise UserFacingError("rl.weight_sync=nccl is not implemented; use object_store or disk")
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    cfg.dump(out / "config.yaml")
+
+    rows = load_train_rows(args.train, rl.max_questions)
+    stream = QuestionStream(rows, seed=cfg.seed)
+
+    try:
+        make = load_object(args.trainer_factory) if args.trainer_factory else None
+    except (ImportError, AttributeError, ValueError) as e:
+        raise UserFacingError(f"--trainer-factory {args.trainer_factory!r}: {e}") from None
+    if make is None:
+        from asearcher.rl.trainer import make_trainer as make
+    device = "cuda" if rl.trainer_gpus > 0 else "cpu"
+    trainer = make(args.model, rl, device=device, seed=cfg.seed)
+
+    ckpt = latest_checkpoint(out / "checkpoints")
+    resume_state, resume_step = None, None
+    if ckpt is not None:
+        resume_state = load_checkpoint(ckpt, trainer)
+        stream.load_state(resume_state["stream"])
+        resume_step = int(resume_state["step"])
+        if int(trainer.version) != int(resume_state["version"]):
+            raise UserFacingError(
+                f"{ckpt}: trainer version {trainer.version} != checkpoint version "
+                f"{resume_state['version']}; the checkpoint is inconsistent, delete it"
+            )
+        log.info("resuming from %s (step %d)", ckpt, resume_step)
+    if int(trainer.version) >= rl.steps and (out / "final").exists():
+        print(f"{out}: already trained to step {trainer.version} (rl.steps={rl.steps}); nothing to do")
+        return 0
+
+    if args.rollout_factory:
+        try:
+            factory = load_object(args.rollout_factory)(cfg, args.model, args.retrieval_url)
+        except (ImportError, AttributeError, ValueError) as e:
+            raise UserFacingError(f"--rollout-factory {args.rollout_factory!r}: {e}") from None
+    else:
+        if not args.retrieval_url and not os.environ.get("RAG_SERVER_ADDR_DIR"):
+            raise UserFacingError(
+                "no retrieval server: pass --retrieval-url URL, or set $ASEARCHER_RETRIEVAL_URL or "
+                "$RAG_SERVER_ADDR_DIR (start one with `asearcher serve-retrieval` or run under "
+                "`asearcher with-retrieval`)"
+            )
+        engine_cfg = cfg.engine.model_copy(update={"model": args.model})
+        factory = DefaultRolloutFactory(engine_cfg, cfg.agent, rl, args.retrieval_url)
+
+    _ray_init()
+    gpus_per_worker = rl.rollout_gpus / rl.rollout_workers if rl.rollout_gpus else 0
+
+    def spawn(i: int):
+        return spawn_worker(factory, i, rl.group_size, rl.temperature, cfg.seed, num_gpus=gpus_per_worker)
+
+    metrics = MetricsLogger(out, resume_step=resume_step)
+    ctl = Controller(
+        cfg=rl,
+        trainer=trainer,
+        stream=stream,
+        spawn_worker=spawn,
+        output_dir=out,
+        metrics=metrics,
+        resume_state=resume_state,
+        progress=not args.no_progress,
+    )
+
+    async def _main() -> None:
+        try:
+            await ctl.run()
+        finally:
+            await ctl.shutdown()
+
+    try:
+        asyncio.run(_main())
+    finally:
+        metrics.close()
+    final, tmp = out / "final", out / ".final.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    trainer.save_hf(str(tmp))
+    shutil.rmtree(final, ignore_errors=True)
+    tmp.rename(final)
+    close = getattr(trainer, "close", None)
+    if close is not None:
+        close()
+    print(f"trained {trainer.version} steps; model in {final}, metrics in {out / 'metrics.jsonl'}")
+    return 0
