@@ -103,6 +103,7 @@ class Controller:
         self.admitted: list[int] = []  # draw numbers in admission order (this process)
         self.unfinished: list[int] = []  # in flight or untrained when run() returned
         self._stop = False
+        self._bar: Any = None
 
     # ---- workers -----------------------------------------------------------------------------------
     async def _start_workers(self) -> None:
@@ -157,12 +158,20 @@ class Controller:
             self.counters["questions_requeued"] += 1
             self._submit(task.q, self.version)
             return
+        self.counters["groups_done"] = self.counters.get("groups_done", 0) + 1
         if self.cfg.dynamic_filtering and group.all_equal():
             self.staleness.on_reject()
             self.counters["groups_filtered"] += 1
         else:
             self.staleness.on_accept()
             self.ready.append(group)
+        if self._bar is not None:  # rollouts between steps can take long: show that they are progressing
+            self._bar.set_postfix(
+                groups=int(self.counters["groups_done"]),
+                filtered=int(self.counters["groups_filtered"]),
+                ready=len(self.ready),
+                refresh=True,
+            )
 
     # ---- training ----------------------------------------------------------------------------------
     def _in_flight_indices(self) -> list[int]:
@@ -230,6 +239,7 @@ class Controller:
             from tqdm import tqdm
 
             bar = tqdm(total=target, initial=self.version, desc="rl steps", unit="step")
+            self._bar = bar
         try:
             while (self.version < target and not self._stop) or train_fut is not None:
                 if self.version < target and not self._stop:
