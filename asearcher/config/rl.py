@@ -29,6 +29,11 @@ class SFTConfig(Section):
     lr: float = Field(1e-3, gt=0)
     batch_size: int = Field(8, ge=1)
     max_questions: int = Field(200, ge=1)
+    rl_on_answerable: bool = Field(
+        False,
+        description="Train RL only on the questions the oracle answered from the retrieved text (SFT output "
+        "answerable.jsonl): a CPU-smoke choice, because a small corpus sample answers few training questions.",
+    )
 
 
 class RLConfig(Section):

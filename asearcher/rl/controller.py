@@ -104,6 +104,7 @@ class Controller:
         self.unfinished: list[int] = []  # in flight or untrained when run() returned
         self._stop = False
         self._bar: Any = None
+        self._rollout_rewards: list[float] = []
 
     # ---- workers -----------------------------------------------------------------------------------
     async def _start_workers(self) -> None:
@@ -159,6 +160,9 @@ class Controller:
             self._submit(task.q, self.version)
             return
         self.counters["groups_done"] = self.counters.get("groups_done", 0) + 1
+        # Reward of every finished trajectory, filtered groups included: the batch mean alone is biased
+        # (dynamic filtering keeps only mixed groups), so this is the curve that shows the policy improving.
+        self._rollout_rewards.extend(group.rewards)
         if self.cfg.dynamic_filtering and group.all_equal():
             self.staleness.on_reject()
             self.counters["groups_filtered"] += 1
@@ -205,6 +209,9 @@ class Controller:
         row: dict[str, Any] = {"step": new_version, "version": new_version}
         row.update(batch_metrics(batch, train_version))
         row["groups_filtered_total"] = int(self.counters["groups_filtered"])
+        rr, self._rollout_rewards = self._rollout_rewards, []
+        row["rollout_reward_mean"] = float(sum(rr) / len(rr)) if rr else 0.0
+        row["rollout_trajectories"] = len(rr)
         row["batch_indices"] = [g.meta["index"] for g in batch]
         row["batch_qids"] = [g.qid for g in batch]
         row["submit_versions"] = [g.submit_version for g in batch]
@@ -280,7 +287,7 @@ class Controller:
                         if bar is not None:
                             bar.update(1)
                             bar.set_postfix(
-                                reward=f"{row['reward_mean']:.3f}", idle=f"{row['trainer_idle_frac']:.2f}"
+                                reward=f"{row['rollout_reward_mean']:.3f}", idle=f"{row['trainer_idle_frac']:.2f}"
                             )
                         if self.after_step is not None:
                             r = self.after_step(self, step)

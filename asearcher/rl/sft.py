@@ -39,7 +39,7 @@ from asearcher.rl.logprobs import pad_batch, token_logprobs
 from asearcher.rl.packing import pack_trajectory
 from asearcher.rl.trainer import _atomic_dir, _commit_dir, seed_everything, split_microbatches
 from asearcher.rl.types import TrainSequence
-from asearcher.utils.jsonl import JsonlAppender, iter_jsonl, write_json
+from asearcher.utils.jsonl import write_jsonl, JsonlAppender, iter_jsonl, write_json
 
 log = logging.getLogger(__name__)
 
@@ -215,6 +215,14 @@ def run(args: argparse.Namespace) -> int:
         "loss_tokens": sum(sum(s.loss_mask) for s in seqs), "epochs": history, "seed": seed,
         "deviation": "SFT warm start on oracle trajectories (CPU smoke only; the paper starts RL from the base model)",
     })
+    # The questions the oracle could answer from the retrieved text, in the release's own row format: the CPU
+    # default trains RL on these (rl.sft.rl_on_answerable), since a small corpus answers only some questions.
+    answered = {t.qid for t in trajs}
+    write_jsonl(tmp / "answerable.jsonl", [
+        {"qid": r.id, "question": r.question, "answer": r.answers, "aug_answer": r.aug_answers,
+         "source": r.source}
+        for r in records if r.id in answered
+    ])
     _commit_dir(tmp, output)
     print(json.dumps({"output": str(output), "trajectories": len(trajs), "skipped": skipped,
                       "final_loss": history[-1]["loss"] if history else None}))

@@ -3,6 +3,8 @@
 
 BASE_MODEL = CFG.engine.model
 RL_INIT = f"{RUN}/sft/model" if CFG.rl.sft.enabled else BASE_MODEL
+# CPU smoke: RL on the questions the SFT oracle could answer from the small corpus (see rl.sft.rl_on_answerable).
+RL_ON_ANSWERABLE = CFG.rl.sft.enabled and CFG.rl.sft.rl_on_answerable
 
 
 rule sft:
@@ -43,7 +45,11 @@ rule train:
     params:
         wrap=lambda w, input: with_retrieval(input),
         model=lambda w, input: input.init[0] if input.init else RL_INIT,
-        train=lambda w, input: os.path.join(os.path.dirname(input.train), CFG.rl.train_file),
+        train=lambda w, input: (
+            os.path.join(input.init[0], "answerable.jsonl")
+            if RL_ON_ANSWERABLE
+            else os.path.join(os.path.dirname(input.train), CFG.rl.train_file)
+        ),
         outdir=lambda w, output: os.path.dirname(output.metrics),
         cfg=MERGED_CONFIG,
         cfg_hash=section_hash("rl", "agent", "engine"),
