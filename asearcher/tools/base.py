@@ -29,8 +29,8 @@ class ToolBackend(abc.ABC):
     async def access(self, url: str) -> str | None:
         """Full page text for url, or None when the page is unknown."""
 
-    async def aclose(self) -> None:
-        pass
+    async def aclose(self) -> None:  # noqa: B027  (optional hook: most backends hold nothing to close)
+        """Release connections; the default holds none."""
 
 
 class ToolError(RuntimeError):
