@@ -156,7 +156,7 @@ async def measure(c: int, n: int, rows: list[dict], a: argparse.Namespace, token
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--mirror", default=os.environ.get("ASEARCHER_MIRROR", str(REPO.parent / "shared/data/mirror")))
+    p.add_argument("--mirror", default=os.environ.get("ASEARCHER_MIRROR"))
     p.add_argument("--index", default=str(REPO / "results/index/bm25"), help="BM25 index (built if missing)")
     p.add_argument("--cache", default=str(REPO / "results/bench/eval_concurrency"), help="tiny model cache")
     p.add_argument("--engine", choices=["double", "tiny"], default="double")
@@ -174,6 +174,8 @@ def main() -> None:
     from asearcher.eval.loaders import load_benchmark
     from asearcher.retrieval.service import running_server
 
+    if not a.mirror:
+        raise SystemExit("no mirror: pass --mirror or set ASEARCHER_MIRROR")
     mirror = Path(a.mirror)
     corpus = mirror / "ASearcher-Local-Knowledge" / "wiki_corpus.jsonl"
     pages = mirror / "ASearcher-Local-Knowledge" / "wiki_webpages.jsonl"

@@ -49,12 +49,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument(
         "--mirror",
-        default=os.environ.get("ASEARCHER_MIRROR", str(REPO.parent / "shared" / "data" / "mirror")),
+        default=os.environ.get("ASEARCHER_MIRROR"),
     )
     ap.add_argument("--scale", type=int, default=4)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
+    if not args.mirror:
+        sys.exit("no mirror: pass --mirror or set ASEARCHER_MIRROR")
     src = Path(args.mirror) / "ASearcher-Local-Knowledge" / "wiki_corpus.jsonl"
     env = {**os.environ}
     with tempfile.TemporaryDirectory() as tmp:

@@ -28,7 +28,7 @@ from asearcher.llm.transformers_engine import TransformersEngine  # noqa: E402
 
 
 def corpus_path() -> Path:
-    mirror = Path(os.environ.get("ASEARCHER_MIRROR", REPO.parent / "shared" / "data" / "mirror"))
+    mirror = Path(os.environ.get("ASEARCHER_MIRROR", "ASEARCHER_MIRROR-not-set"))
     path = mirror / "ASearcher-Local-Knowledge" / "wiki_corpus.jsonl"
     if not path.exists():
         sys.exit(f"no corpus at {path}: set ASEARCHER_MIRROR to the release mirror")

@@ -28,7 +28,7 @@ sys.path.insert(0, str(REPO))
 
 
 def mirror_dir(arg: str | None) -> Path:
-    m = arg or os.environ.get("ASEARCHER_MIRROR") or str(REPO.parent / "shared" / "data" / "mirror")
+    m = arg or os.environ.get("ASEARCHER_MIRROR") or "ASEARCHER_MIRROR-not-set"
     if not Path(m).exists():
         sys.exit(f"no mirror at {m}: pass --mirror or set ASEARCHER_MIRROR")
     return Path(m)

@@ -1,4 +1,4 @@
-"""Shared fixtures. Data comes from the release mirror: $ASEARCHER_MIRROR, else ../shared/data/mirror."""
+"""Shared fixtures. Data comes from the release mirror named by $ASEARCHER_MIRROR (tests that need it skip without it)."""
 
 from __future__ import annotations
 
@@ -23,10 +23,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 def _mirror() -> Path | None:
     env = os.environ.get("ASEARCHER_MIRROR")
-    if env:
-        return Path(env)
-    guess = REPO.parent / "shared" / "data" / "mirror"
-    return guess if guess.exists() else None
+    return Path(env) if env else None
 
 
 @pytest.fixture(scope="session")
@@ -39,7 +36,7 @@ def mirror_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def shared_data_dir(mirror_dir: Path) -> Path:
-    """../shared/data (sibling of the mirror): extra real data such as HotpotQA gold titles."""
+    """The directory holding the mirror: extra real data beside it, such as HotpotQA gold titles."""
     return mirror_dir.parent
 
 

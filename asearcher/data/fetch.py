@@ -16,7 +16,7 @@ as *.tmp and renamed when complete, and the manifest is updated after each file,
 where it stopped. Re-running with the same settings and intact files does nothing (--verify re-hashes them).
 
 Examples:
-  asearcher fetch-data --release test-data --output data/releases --mirror ../shared/data/mirror
+  asearcher fetch-data --release test-data --output data/releases --mirror /path/to/mirror
   asearcher fetch-data --release local-knowledge --output data/releases --source hub --corpus-limit 20000
 """
 
