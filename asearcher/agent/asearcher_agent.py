@@ -89,29 +89,12 @@ class AsearcherAgent(BaseSearchAgent):
         return self.templates["prompt"].render(question=question, validity_note=note,
                                                today=date.today().strftime("%Y.%m.%d"))
 
-    async def run(
-        self,
-        *,
-        qid: str,
-        question: str,
-        answers: list[str],
-        engine: InferenceEngine,
-        tools: ToolBackend,
-        sampling: SamplingParams,
-        sample_idx: int = 0,
-        rng: random.Random | None = None,
-    ) -> Trajectory:
-        traj = self.new_trajectory(qid, question, answers, sample_idx, sampling)
-        rng = self.make_rng(rng, sampling, qid, sample_idx)
+    async def rollout(self, traj: Trajectory, question: str, engine: InferenceEngine, tools: ToolBackend,
+                      sampling: SamplingParams, rng: random.Random) -> Trajectory:
         valid = rng.random() < self.cfg.valid_instruction_prob
         traj.meta.update(valid_instruction=valid, prompt_variant="valid" if valid else "invalid_allowed",
                          allow_access=self.cfg.allow_access)
-        try:
-            return await self._loop(traj, engine, tools, sampling, self.initial_prompt(question, valid))
-        except Exception as e:  # engine failure: recorded, the runner decides (model output never raises)
-            log.exception("trajectory %s#%d failed", qid, sample_idx)
-            traj.error = f"{type(e).__name__}: {e}"
-            return self.finish(traj, "error")
+        return await self._loop(traj, engine, tools, sampling, self.initial_prompt(question, valid))
 
     async def _loop(self, traj: Trajectory, engine: InferenceEngine, tools: ToolBackend,
                     sampling: SamplingParams, prompt: str) -> Trajectory:

@@ -105,6 +105,32 @@ class BaseSearchAgent(Agent):
             return rng
         return random.Random(f"{sampling.seed}:{qid}:{sample_idx}")
 
+    async def run(
+        self,
+        *,
+        qid: str,
+        question: str,
+        answers: list[str],
+        engine: InferenceEngine,
+        tools: ToolBackend,
+        sampling: SamplingParams,
+        sample_idx: int = 0,
+        rng: random.Random | None = None,
+    ) -> Trajectory:
+        traj = self.new_trajectory(qid, question, answers, sample_idx, sampling)
+        rng = self.make_rng(rng, sampling, qid, sample_idx)
+        try:
+            return await self.rollout(traj, question, engine, tools, sampling, rng)
+        except Exception as e:  # engine failure: recorded, the runner decides (model output never raises)
+            log.exception("trajectory %s#%d failed", qid, sample_idx)
+            traj.error = f"{type(e).__name__}: {e}"
+            return self.finish(traj, "error")
+
+    async def rollout(self, traj: Trajectory, question: str, engine: InferenceEngine, tools: ToolBackend,
+                      sampling: SamplingParams, rng: random.Random) -> Trajectory:
+        """The agent's own loop, from a fresh trajectory to its finish."""
+        raise NotImplementedError
+
     def fits(self, input_ids: list[int]) -> bool:
         return len(input_ids) + self.cfg.max_new_tokens <= self.cfg.max_context_tokens
 

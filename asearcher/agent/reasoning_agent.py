@@ -63,27 +63,11 @@ class ReasoningAgent(BaseSearchAgent):
     def allowed(self) -> list[str]:
         return ["search", "access", "answer"] if self.cfg.allow_access else ["search", "answer"]
 
-    async def run(
-        self,
-        *,
-        qid: str,
-        question: str,
-        answers: list[str],
-        engine: InferenceEngine,
-        tools: ToolBackend,
-        sampling: SamplingParams,
-        sample_idx: int = 0,
-        rng: random.Random | None = None,
-    ) -> Trajectory:
-        traj = self.new_trajectory(qid, question, answers, sample_idx, sampling)
+    async def rollout(self, traj: Trajectory, question: str, engine: InferenceEngine, tools: ToolBackend,
+                      sampling: SamplingParams, rng: random.Random) -> Trajectory:
         traj.meta.update(chat_template=bool(getattr(self.tokenizer, "chat_template", None)),
                          discarded_answers=[], skipped_reads=0, invalid_actions=0)
-        try:
-            return await self._loop(traj, question, engine, tools, sampling)
-        except Exception as e:  # engine failure: recorded, the runner decides (model output never raises)
-            log.exception("trajectory %s#%d failed", qid, sample_idx)
-            traj.error = f"{type(e).__name__}: {e}"
-            return self.finish(traj, "error")
+        return await self._loop(traj, question, engine, tools, sampling)
 
     # ---- pieces ------------------------------------------------------------------------------------
     def _history(self, entries: list[str]) -> str:

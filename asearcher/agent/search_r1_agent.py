@@ -48,26 +48,10 @@ class SearchR1Agent(BaseSearchAgent):
     def max_turns(self) -> int:
         return self.cfg.max_turns if "max_turns" in self.cfg.model_fields_set else DEFAULT_MAX_TURNS
 
-    async def run(
-        self,
-        *,
-        qid: str,
-        question: str,
-        answers: list[str],
-        engine: InferenceEngine,
-        tools: ToolBackend,
-        sampling: SamplingParams,
-        sample_idx: int = 0,
-        rng: random.Random | None = None,
-    ) -> Trajectory:
-        traj = self.new_trajectory(qid, question, answers, sample_idx, sampling)
+    async def rollout(self, traj: Trajectory, question: str, engine: InferenceEngine, tools: ToolBackend,
+                      sampling: SamplingParams, rng: random.Random) -> Trajectory:
         traj.meta.update(max_turns=self.max_turns, invalid_actions=0)
-        try:
-            return await self._loop(traj, question, engine, tools, sampling)
-        except Exception as e:  # engine failure: recorded, the runner decides (model output never raises)
-            log.exception("trajectory %s#%d failed", qid, sample_idx)
-            traj.error = f"{type(e).__name__}: {e}"
-            return self.finish(traj, "error")
+        return await self._loop(traj, question, engine, tools, sampling)
 
     async def _loop(self, traj, question, engine, tools, sampling) -> Trajectory:
         history = self.chat_prompt_ids(self.templates["prompt"].render(question=question).strip())

@@ -21,7 +21,7 @@ from typing import IO, Any
 from tqdm import tqdm
 
 from asearcher.config.data import DataConfig
-from asearcher.utils.jsonl import DataError
+from asearcher.utils.jsonl import DataError, parse_jsonl_line
 
 _CHUNK = 1 << 20
 #: files whose progress is worth a bar
@@ -104,13 +104,7 @@ def _bar(total: int | None, desc: str, unit: str = "B") -> tqdm:
 
 
 def _check_jsonl_line(raw: bytes, label: str, lineno: int) -> None:
-    try:
-        row = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        what = "truncated line (no newline at end of file)" if not raw.endswith(b"\n") else "malformed JSON"
-        raise DataError(f"{label}:{lineno}: {what}: {e}") from None
-    if not isinstance(row, dict):
-        raise DataError(f"{label}:{lineno}: expected a JSON object, got {type(row).__name__}")
+    parse_jsonl_line(raw, f"{label}:{lineno}")
 
 
 def scan_file(path: str | Path, label: str | None = None) -> FileStats:

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from asearcher.eval.registry import BenchmarkSpec, get_benchmark
-from asearcher.utils.jsonl import DataError
+from asearcher.utils.jsonl import DataError, iter_jsonl_numbered
 
 
 class Sealed:
@@ -136,16 +136,8 @@ def _read_json_records(path: Path) -> Iterator[tuple[Any, str]]:
         for i, rec in enumerate(data):
             yield rec, f"{path}: item {i}"
         return
-    with open(path, "rb") as f:
-        for lineno, raw in enumerate(f, start=1):
-            if not raw.strip():
-                continue
-            try:
-                rec = json.loads(raw)
-            except (json.JSONDecodeError, UnicodeDecodeError) as e:
-                what = "truncated line" if not raw.endswith(b"\n") else "malformed JSON"
-                raise DataError(f"{path}:{lineno}: {what}: {e}") from None
-            yield rec, f"{path}:{lineno}"
+    for lineno, rec in iter_jsonl_numbered(path):
+        yield rec, f"{path}:{lineno}"
 
 
 def _read_csv(path: Path, required: list[str]) -> Iterator[tuple[dict, str]]:

@@ -53,16 +53,17 @@ def normalize_squad(text: str) -> str:
 
 
 # ---- single-gold scores -----------------------------------------------------------------------------
-def _f1_one(pred: str, gold: str) -> float:
-    p = set(normalize_paper(pred).split())
-    g = set(normalize_paper(gold).split())
-    if not p or not g:
-        return 0.0
-    common = len(p & g)
+def set_f1(pred: set[str], gold: set[str]) -> float:
+    """F1 of two token sets (0 when either is empty); the paper's eval F1 and the training reward share it."""
+    common = len(pred & gold)
     if common == 0:
         return 0.0
-    precision, recall = common / len(p), common / len(g)
+    precision, recall = common / len(pred), common / len(gold)
     return 2 * precision * recall / (precision + recall)
+
+
+def _f1_one(pred: str, gold: str) -> float:
+    return set_f1(set(normalize_paper(pred).split()), set(normalize_paper(gold).split()))
 
 
 def _em_one(pred: str, gold: str) -> float:

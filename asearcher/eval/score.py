@@ -22,7 +22,7 @@ from pathlib import Path
 from asearcher.errors import UserFacingError
 from asearcher.eval.aggregate import at_k
 from asearcher.eval.metrics import parse_metric_list, score_all
-from asearcher.utils.jsonl import DataError, write_jsonl
+from asearcher.utils.jsonl import DataError, iter_jsonl_numbered, write_jsonl
 
 DEFAULT_METRICS = "f1,em,cem"
 
@@ -52,22 +52,12 @@ def _check_row(row: dict, where: str) -> None:
 
 
 def _rows_with_lines(path: Path):
-    """(line number, row) per non-blank line; a bad line is an error naming it (as asearcher.utils.jsonl does)."""
-    with open(path, "rb") as f:
-        for lineno, raw in enumerate(f, start=1):
-            if not raw.strip():
-                continue
-            try:
-                row = json.loads(raw)
-            except (json.JSONDecodeError, UnicodeDecodeError) as e:
-                what = "truncated line" if not raw.endswith(b"\n") else "malformed JSON"
-                raise DataError(f"{path}:{lineno}: {what}: {e}") from None
-            if not isinstance(row, dict):
-                raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
-            for field in ("id", "prediction", "answers"):
-                if field not in row:
-                    raise DataError(f"{path}:{lineno}: missing field {field!r}")
-            yield lineno, row
+    """(line number, row) per non-blank line; a bad line is an error naming it."""
+    for lineno, row in iter_jsonl_numbered(path):
+        for field in ("id", "prediction", "answers"):
+            if field not in row:
+                raise DataError(f"{path}:{lineno}: missing field {field!r}")
+        yield lineno, row
 
 
 def score_file(path: str | Path, metrics: list[str], k: int | None = None) -> tuple[dict, list[dict]]:

@@ -10,7 +10,6 @@ cannot return a wrong row.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import threading
@@ -20,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from asearcher.utils.jsonl import DataError
+from asearcher.utils.jsonl import DataError, parse_jsonl_line
 
 from .urls import page_key
 
@@ -79,13 +78,7 @@ class JsonlStore:
         return len(self._rows) if self._rows is not None else len(self._offsets)  # type: ignore[arg-type]
 
     def _parse(self, raw: bytes, lineno: int) -> dict:
-        try:
-            row = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            what = "truncated line" if not raw.endswith(b"\n") else "malformed JSON"
-            raise DataError(f"{self.path}:{lineno}: {what} in {self.name} file: {e}") from None
-        if not isinstance(row, dict):
-            raise DataError(f"{self.path}:{lineno}: expected a JSON object in {self.name} file")
+        row = parse_jsonl_line(raw, f"{self.path}:{lineno}")
         missing = [k for k in self._require if k not in row]
         if missing:
             raise DataError(f"{self.path}:{lineno}: {self.name} row lacks field(s) {', '.join(missing)}")

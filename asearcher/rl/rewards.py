@@ -25,6 +25,7 @@ from typing import Any
 
 from asearcher.agent.trajectory import Trajectory
 from asearcher.config import RLConfig
+from asearcher.eval.metrics import set_f1
 
 Golds = str | Sequence[str] | None
 
@@ -76,18 +77,10 @@ def _is_unicode_punct(ch: str) -> bool:
     return unicodedata.category(ch).startswith("P")
 
 
-def _set_f1(pred: set[str], gold: set[str]) -> float:
-    common = len(pred & gold)
-    if common == 0:
-        return 0.0
-    p, r = common / len(pred), common / len(gold)
-    return 2 * p * r / (p + r)
-
-
 def f1_one(prediction: str, gold: str) -> float:
     if has_cjk(gold):
-        return _set_f1(cjk_tokens(prediction), cjk_tokens(gold))
-    return _set_f1(set(normalize_train(prediction).split()), set(normalize_train(gold).split()))
+        return set_f1(cjk_tokens(prediction), cjk_tokens(gold))
+    return set_f1(set(normalize_train(prediction).split()), set(normalize_train(gold).split()))
 
 
 def f1_reward(prediction: str | None, answers: Golds) -> float:

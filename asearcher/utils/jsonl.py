@@ -16,12 +16,26 @@ class DataError(UserFacingError, ValueError):
     """Malformed input data; the message names the file and line."""
 
 
-def iter_jsonl(path: str | Path, *, require: Iterable[str] = (), limit: int | None = None) -> Iterator[dict]:
-    """Yield one dict per line. Blank lines are skipped; anything else that is not a JSON object is an error.
+def parse_jsonl_line(raw: bytes, where: str, *, require: Iterable[str] = ()) -> dict:
+    """One JSONL line -> dict. `where` ("file:line") starts every error message; a line without a trailing
+    newline that does not parse is reported as truncated (the usual shape of an interrupted write)."""
+    try:
+        row = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        what = "truncated line (no newline at end of file)" if not raw.endswith(b"\n") else "malformed JSON"
+        raise DataError(f"{where}: {what}: {e}") from None
+    if not isinstance(row, dict):
+        raise DataError(f"{where}: expected a JSON object, got {type(row).__name__}")
+    missing = [k for k in require if k not in row]
+    if missing:
+        raise DataError(f"{where}: missing field(s) {', '.join(missing)}")
+    return row
 
-    `require` names fields every row must have. A final line without a newline that does not parse is
-    reported as truncated.
-    """
+
+def iter_jsonl_numbered(
+    path: str | Path, *, require: Iterable[str] = (), limit: int | None = None
+) -> Iterator[tuple[int, dict]]:
+    """Yield (line number, row) per non-blank line; any other line that is not a JSON object is an error."""
     path = Path(path)
     required = tuple(require)
     n = 0
@@ -31,19 +45,14 @@ def iter_jsonl(path: str | Path, *, require: Iterable[str] = (), limit: int | No
                 return
             if not raw.strip():
                 continue
-            try:
-                row = json.loads(raw)
-            except (json.JSONDecodeError, UnicodeDecodeError) as e:
-                truncated = not raw.endswith(b"\n")
-                what = "truncated line (no newline at end of file)" if truncated else "malformed JSON"
-                raise DataError(f"{path}:{lineno}: {what}: {e}") from None
-            if not isinstance(row, dict):
-                raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
-            missing = [k for k in required if k not in row]
-            if missing:
-                raise DataError(f"{path}:{lineno}: missing field(s) {', '.join(missing)}")
             n += 1
-            yield row
+            yield lineno, parse_jsonl_line(raw, f"{path}:{lineno}", require=required)
+
+
+def iter_jsonl(path: str | Path, *, require: Iterable[str] = (), limit: int | None = None) -> Iterator[dict]:
+    """Yield one dict per line (blank lines skipped); `require` names fields every row must have."""
+    for _, row in iter_jsonl_numbered(path, require=require, limit=limit):
+        yield row
 
 
 def read_jsonl(path: str | Path, **kw: Any) -> list[dict]:
