@@ -13,14 +13,13 @@ Answers are always a non-empty list of strings; `aug_answer` is kept as `aug_ans
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from asearcher.utils.jsonl import DataError
+from asearcher.utils.jsonl import DataError, parse_jsonl_line
 
 log = logging.getLogger(__name__)
 
@@ -111,12 +110,7 @@ def iter_trainset(path: str | Path, *, limit: int | None = None) -> Iterator[Tra
             if not raw.strip():
                 continue
             where = f"{path}:{lineno}"
-            try:
-                row = json.loads(raw)
-            except (json.JSONDecodeError, UnicodeDecodeError) as e:
-                what = "truncated line" if not raw.endswith(b"\n") else "malformed JSON"
-                raise DataError(f"{where}: {what}: {e}") from None
-            rec = parse_record(row, where, fallback_id=f"{path.stem}:{lineno}")
+            rec = parse_record(parse_jsonl_line(raw, where), where, fallback_id=f"{path.stem}:{lineno}")
             count = seen.get(rec.id, 0) + 1
             seen[rec.id] = count
             if count > 1:
