@@ -56,12 +56,10 @@ def run_controller(cfg: RLConfig, factory: SimFactory, seed: int = 1, **kw) -> t
     return ctl, trainer
 
 
-def sync_reference(cfg: RLConfig, factory: SimFactory, seed: int = 1) -> tuple[TableTrainer, list[list[int]]]:
-    """Plain synchronous RL: generate B accepted groups with the current weights, train, repeat."""
-    trainer = TableTrainer(seed=seed)
-    stream = QuestionStream(rows(24), seed=seed)
-    worker = RolloutWorkerImpl(factory, 0, cfg.group_size, cfg.temperature, seed)
-    batches = []
+def sync_loop(cfg: RLConfig, trainer, stream: QuestionStream, worker: RolloutWorkerImpl) -> tuple[list, list]:
+    """Plain synchronous RL: generate B accepted groups with the current weights, train, repeat.
+    Returns (question draw numbers of each batch, train_step stats of each step)."""
+    batches, stats = [], []
 
     async def main():
         for _ in range(cfg.steps):
@@ -73,9 +71,17 @@ def sync_reference(cfg: RLConfig, factory: SimFactory, seed: int = 1) -> tuple[T
                 batch += [g for g in groups if not g.all_equal()]
             batch.sort(key=lambda g: g.meta["index"])
             batches.append([g.meta["index"] for g in batch])
-            trainer.train_step(batch)
+            stats.append(trainer.train_step(batch))
+        await worker.aclose()
 
     asyncio.run(main())
+    return batches, stats
+
+
+def sync_reference(cfg: RLConfig, factory: SimFactory, seed: int = 1) -> tuple[TableTrainer, list[list[int]]]:
+    trainer = TableTrainer(seed=seed)
+    worker = RolloutWorkerImpl(factory, 0, cfg.group_size, cfg.temperature, seed)
+    batches, _ = sync_loop(cfg, trainer, QuestionStream(rows(24), seed=seed), worker)
     return trainer, batches
 
 

@@ -162,11 +162,62 @@ def test_sft_stage_end_to_end(tiny_model_dir, rows, train_file, tmp_path, monkey
         AutoModelForCausalLM.from_pretrained(out)  # a loadable HF dir, tokenizer included
         assert (out / "tokenizer.json").exists() or (out / "tokenizer_config.json").exists()
         # resumable: the oracle records are reused, not recomputed
-        work = out.parent / "model.work" / "oracle.jsonl"
+        (work,) = (out.parent / "model.work").glob("oracle-*.jsonl")
         n = len(read_jsonl(work))
         assert main(["sft", "--model", str(tiny_model_dir), "--train", str(train_file), "--output", str(out),
                      "--config", str(cfg_file), "--epochs", "1"]) == 0
         assert len(read_jsonl(work)) == n
+
+
+def test_pick_distractor_takes_the_first_title_sharing_no_word_with_a_gold():
+    from asearcher.rl.oracle import pick_distractor
+
+    hits = [SearchHit("u1", '"Paris Opera"\nThe Paris opera house...'), SearchHit("u2", "no title line\ntext"),
+            SearchHit("u3", '"Lyon"\nLyon is a city.'), SearchHit("u4", '"Marseille"\nA port.')]
+    assert pick_distractor(hits, ["Paris"]) == "Lyon"  # 'Paris Opera' shares a word; the untitled hit is skipped
+    assert pick_distractor(hits, ["the city of Lyon", "Paris"]) == "Marseille"
+    assert pick_distractor(hits[:3], ["Lyon", "Paris"]) is None
+    assert pick_distractor([SearchHit("u", '"<b>"\nx')], ["Paris"]) is None  # would break the tag format
+
+
+def test_distractor_twins_answer_a_wrong_string_from_the_same_results(tiny_model_dir, rows, train_file):
+    from transformers import AutoTokenizer
+
+    from asearcher.agent.registry import make_agent
+    from asearcher.data.trainset import load_trainset
+    from asearcher.rl.oracle import TWIN_SUFFIX, oracle_trajectories, wants_twin
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    agent = make_agent(AGENT, tok, kind="asearcher")
+    recs = load_trainset(train_file)
+    tools = RowTools(OverlapSearcher(rows))
+
+    def run(rate):
+        return asyncio.run(oracle_trajectories(recs, agent, tools, tok, topk=3, doc_max_chars=300,
+                                               max_new_tokens=AGENT.max_new_tokens, distractor_rate=rate, seed=7))
+
+    plain, _ = run(0.0)
+    assert not any(t.qid.endswith(TWIN_SUFFIX) for t in plain)
+    trajs, _ = run(1.0)
+    by_qid = {t.qid: t for t in trajs}
+    twins = [t for t in trajs if t.qid.endswith(TWIN_SUFFIX)]
+    assert twins and len(trajs) == len(plain) + len(twins)
+    cfg = RLConfig()
+    for w in twins:
+        gold = by_qid[w.qid[: -len(TWIN_SUFFIX)]]
+        # same prompt and the same search as its gold trajectory; then it cites and answers another string ...
+        assert w.llm_calls[0].input_ids == gold.llm_calls[0].input_ids
+        assert w.llm_calls[0].output_ids == gold.llm_calls[0].output_ids
+        assert w.tool_calls[0].result == gold.tool_calls[0].result
+        assert w.prediction != gold.prediction and w.prediction in w.llm_calls[1].output_text
+        assert any(w.prediction in h["contents"] for h in w.tool_calls[0].result)
+        # ... which is well formed and wrong: the reward separates the two
+        r, info = score_trajectory(w, w.answers, None, cfg)
+        assert info["format"] == 1.0 and r == 0.0
+        assert score_trajectory(gold, gold.answers, None, cfg)[0] == 1.0
+    # the per-question draw is deterministic and follows the rate
+    draws = [wants_twin(f"q{i}", 0.3, seed=1) for i in range(2000)]
+    assert draws == [wants_twin(f"q{i}", 0.3, seed=1) for i in range(2000)] and 0.25 < sum(draws) / 2000 < 0.35
 
 
 def test_sft_without_grounded_questions_is_a_clear_error(tiny_model_dir, rows, tmp_path, monkeypatch, capsys):

@@ -34,6 +34,14 @@ class SFTConfig(Section):
         description="Train RL only on the questions the oracle answered from the retrieved text (SFT output "
         "answerable.jsonl): a CPU-smoke choice, because a small corpus sample answers few training questions.",
     )
+    distractor_rate: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="Fraction of oracle questions that also get a distractor twin trajectory (same search, a wrong "
+        "string of the same results cited and answered): the warm-started model then knows the format but is split "
+        "between right and wrong candidates, which RL resolves from the reward (CPU smoke).",
+    )
 
 
 class RLConfig(Section):

@@ -14,13 +14,19 @@ Example:
     asearcher sft --model results/models/tiny --train data/ASearcher-train-data/ASearcher-Base-35k.jsonl \\
       --output results/cpu-default/sft/model --config configs/default.yaml
 
-Resumable: oracle trajectories are appended to <output>.work/oracle.jsonl as they finish and reused on rerun.
+With rl.sft.distractor_rate > 0 a fraction of the questions also gets a distractor twin (same search, a wrong
+string of the same results cited and answered; see asearcher/rl/oracle.py), so the warm-started model knows the
+format but is unsure which candidate is right, and RL has something to learn in a few steps.
+
+Resumable: oracle trajectories are appended to <output>.work/oracle-<settings hash>.jsonl as they finish and
+reused on rerun with the same model, agent settings, distractor rate and seed.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
 import logging
 import random
@@ -127,16 +133,29 @@ def train_sft(
 # ---- the stage ------------------------------------------------------------------------------------------------
 
 
-def _load_done(path: Path) -> dict[str, Trajectory | None]:
-    done: dict[str, Trajectory | None] = {}
+def _load_done(path: Path) -> dict[str, tuple[Trajectory | None, Trajectory | None]]:
+    """{qid: (gold trajectory or None, distractor twin or None)} from the resumable oracle work file."""
+    done: dict[str, tuple[Trajectory | None, Trajectory | None]] = {}
     if path.exists():
         for row in iter_jsonl(path, require=["qid"]):
-            done[row["qid"]] = Trajectory.from_dict(row["trajectory"]) if row.get("trajectory") else None
+            gold, twin = row.get("trajectory"), row.get("distractor")
+            done[row["qid"]] = (Trajectory.from_dict(gold) if gold else None,
+                                Trajectory.from_dict(twin) if twin else None)
     return done
 
 
-async def collect_oracle(records, agent, tools, tokenizer, agent_cfg, work_file: Path) -> tuple[list[Trajectory], int]:
-    """Oracle trajectories for records, resuming from work_file. Returns (trajectories, skipped count)."""
+def oracle_fingerprint(model_dir: Path, agent_cfg: Any, sft_cfg: SFTConfig, seed: int) -> str:
+    """Names the oracle work file: recorded trajectories are reused only under the settings that made them."""
+    key = json.dumps({"model": str(model_dir), "agent": agent_cfg.model_dump(mode="json"),
+                      "distractor_rate": sft_cfg.distractor_rate, "seed": seed}, sort_keys=True)
+    return hashlib.sha256(key.encode()).hexdigest()[:12]
+
+
+async def collect_oracle(
+    records, agent, tools, tokenizer, agent_cfg, work_file: Path, *, distractor_rate: float = 0.0, seed: int = 0
+) -> tuple[list[Trajectory], list[Trajectory], int]:
+    """Oracle trajectories for records, resuming from work_file. Returns (gold trajectories, distractor twins,
+    skipped question count)."""
     from asearcher.rl.oracle import oracle_trajectories
 
     done = _load_done(work_file)
@@ -144,19 +163,22 @@ async def collect_oracle(records, agent, tools, tokenizer, agent_cfg, work_file:
     if done:
         log.info("oracle: %d questions already done in %s, %d to go", len(done), work_file, len(todo))
     with JsonlAppender(work_file) as out:
-        def on_done(rec, traj):
-            out.append({"qid": rec.id, "trajectory": traj.to_dict() if traj is not None else None})
-            done[rec.id] = traj
+        def on_done(rec, traj, twin):
+            out.append({"qid": rec.id, "trajectory": traj.to_dict() if traj is not None else None,
+                        "distractor": twin.to_dict() if twin is not None else None})
+            done[rec.id] = (traj, twin)
 
         _, skipped = await oracle_trajectories(
             todo, agent, tools, tokenizer, topk=agent_cfg.topk, doc_max_chars=agent_cfg.doc_max_chars,
-            max_new_tokens=agent_cfg.max_new_tokens, on_done=on_done,
+            max_new_tokens=agent_cfg.max_new_tokens, distractor_rate=distractor_rate, seed=seed, on_done=on_done,
         )
     reasons = Counter(skipped.values())
     if reasons:
         log.info("oracle: skipped this run: %s", ", ".join(f"{n} {why}" for why, n in reasons.most_common()))
-    trajs = [done[r.id] for r in records if done.get(r.id) is not None]
-    return trajs, len(records) - len(trajs)  # type: ignore[misc]
+    pairs = [done[r.id] for r in records if r.id in done]
+    gold = [t for t, _ in pairs if t is not None]
+    twins = [w for _, w in pairs if w is not None]
+    return gold, twins, len(records) - len(gold)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -184,18 +206,20 @@ def run(args: argparse.Namespace) -> int:
     records = load_trainset(args.train, limit=max_q)
     agent = make_agent(cfg.agent, tokenizer, kind="asearcher")
     tools = LocalTools()  # RetrievalClient.discover(): $ASEARCHER_RETRIEVAL_URL or the with-retrieval address dir
-    work_file = output.parent / f"{output.name}.work" / "oracle.jsonl"
+    fingerprint = oracle_fingerprint(model_dir, cfg.agent, sft_cfg, seed)
+    work_file = output.parent / f"{output.name}.work" / f"oracle-{fingerprint}.jsonl"
     t0 = time.time()
 
     async def collect():
         try:
-            return await collect_oracle(records, agent, tools, tokenizer, cfg.agent, work_file)
+            return await collect_oracle(records, agent, tools, tokenizer, cfg.agent, work_file,
+                                        distractor_rate=sft_cfg.distractor_rate, seed=seed)
         finally:
             await tools.aclose()
 
-    trajs, skipped = asyncio.run(collect())
-    log.info("oracle: %d trajectories, %d of %d questions skipped, in %.1fs",
-             len(trajs), skipped, len(records), time.time() - t0)
+    trajs, twins, skipped = asyncio.run(collect())
+    log.info("oracle: %d trajectories (+%d distractor twins), %d of %d questions skipped, in %.1fs",
+             len(trajs), len(twins), skipped, len(records), time.time() - t0)
     if not trajs:
         raise UserFacingError(
             f"no oracle trajectories: none of the {len(records)} questions of {args.train} had a gold answer in "
@@ -203,7 +227,7 @@ def run(args: argparse.Namespace) -> int:
             "agent.topk / --max-questions"
         )
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
-    seqs = sft_sequences(trajs, cfg.rl.pack_max_tokens or cfg.rl.max_tokens_per_mb)
+    seqs = sft_sequences(trajs + twins, cfg.rl.pack_max_tokens or cfg.rl.max_tokens_per_mb)
     history = train_sft(model, seqs, sft_cfg, device=args.device, seed=seed,
                         max_tokens_per_mb=cfg.rl.max_tokens_per_mb)
     tmp = _atomic_dir(output)
@@ -211,7 +235,8 @@ def run(args: argparse.Namespace) -> int:
     tokenizer.save_pretrained(tmp)
     write_json(tmp / "sft_metrics.json", {
         "base_model": str(model_dir), "train_file": str(args.train), "questions": len(records),
-        "trajectories": len(trajs), "skipped": skipped, "sequences": len(seqs),
+        "trajectories": len(trajs), "distractor_twins": len(twins), "distractor_rate": sft_cfg.distractor_rate,
+        "skipped": skipped, "sequences": len(seqs),
         "loss_tokens": sum(sum(s.loss_mask) for s in seqs), "epochs": history, "seed": seed,
         "deviation": "SFT warm start on oracle trajectories (CPU smoke only; the paper starts RL from the base model)",
     })
@@ -224,6 +249,7 @@ def run(args: argparse.Namespace) -> int:
         for r in records if r.id in answered
     ])
     _commit_dir(tmp, output)
-    print(json.dumps({"output": str(output), "trajectories": len(trajs), "skipped": skipped,
+    print(json.dumps({"output": str(output), "trajectories": len(trajs), "distractor_twins": len(twins),
+                      "skipped": skipped,
                       "final_loss": history[-1]["loss"] if history else None}))
     return 0

@@ -8,6 +8,7 @@ bound `rl.max_head_offpolicyness` (eta) limits how far ahead rollouts may run; e
 Outputs under --output:
   config.yaml                  the merged config of the run
   metrics.jsonl / metrics.csv  one row per training step (reward, turns, tool calls, staleness, timing, memory)
+  summary.json, training.png   reward over the first vs the last quarter of the steps; the curves at a glance
   checkpoints/step_N/          resumable checkpoints (every rl.checkpoint_every steps and at the end)
   final/                       the trained model (Hugging Face format)
 Re-running the same command resumes from the last checkpoint: same data order, no step lost or repeated.
@@ -176,5 +177,12 @@ def run(args: argparse.Namespace) -> int:
     close = getattr(trainer, "close", None)
     if close is not None:
         close()
-    print(f"trained {trainer.version} steps; model in {final}, metrics in {out / 'metrics.jsonl'}")
+    from asearcher.rl.curves import write_run_summary
+
+    summary = write_run_summary(out, metrics.rows, title=f"{cfg.name}: {args.model}")
+    print(f"trained {trainer.version} steps; model in {final}, metrics in {out / 'metrics.jsonl'}, "
+          f"curves in {out / 'training.png'}")
+    if summary.get("steps"):
+        print(f"rollout reward: {summary['reward_start']:.3f} over the first {summary['window_steps']} steps -> "
+              f"{summary['reward_end']:.3f} over the last {summary['window_steps']}")
     return 0

@@ -38,6 +38,8 @@ rule train:
     output:
         model=directory(f"{RUN}/train/final"),
         metrics=f"{RUN}/train/metrics.jsonl",
+        summary=f"{RUN}/train/summary.json",
+        curves=f"{RUN}/train/training.png",
     log:
         f"{RUN}/logs/train.log",
     conda:

@@ -1,0 +1,108 @@
+"""A run's training curves at a glance: `summary.json` (reward at the start vs the end) and `training.png`.
+
+Both are drawn from the per-step rows of metrics.jsonl after a run, so they also work on a resumed or finished
+run (`asearcher train` writes them at the end). The report notebooks draw the paper's figures from the same rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from asearcher.utils.jsonl import write_json
+
+REWARD_KEY = "rollout_reward_mean"  # every finished group, filtered ones included (what the policy achieves)
+
+
+def moving_average(xs: Sequence[float], window: int) -> list[float]:
+    """Trailing mean over up to `window` points (shorter at the start)."""
+    out, acc = [], 0.0
+    for i, x in enumerate(xs):
+        acc += x
+        if i >= window:
+            acc -= xs[i - window]
+        out.append(acc / min(i + 1, window))
+    return out
+
+
+def reward_series(rows: Sequence[dict[str, Any]]) -> tuple[list[int], list[float], list[int]]:
+    """(steps, reward, trajectories) over the steps whose rollouts finished any trajectory."""
+    steps, reward, n = [], [], []
+    for r in rows:
+        k = int(r.get("rollout_trajectories", r.get("n_trajectories", 0)))
+        if k > 0:
+            steps.append(int(r["step"]))
+            reward.append(float(r.get(REWARD_KEY, r.get("reward_mean", 0.0))))
+            n.append(k)
+    return steps, reward, n
+
+
+def reward_summary(rows: Sequence[dict[str, Any]], frac: float = 0.25) -> dict[str, Any]:
+    """Trajectory-weighted mean reward over the first and the last `frac` of the steps."""
+    steps, reward, n = reward_series(rows)
+    if not steps:
+        return {"steps": 0}
+    w = max(1, round(len(steps) * frac))
+
+    def wmean(lo: int, hi: int) -> float:
+        return sum(r * k for r, k in zip(reward[lo:hi], n[lo:hi], strict=True)) / max(1, sum(n[lo:hi]))
+
+    start, end = wmean(0, w), wmean(len(steps) - w, len(steps))
+    return {"steps": steps[-1], "window_steps": w, "reward_start": start, "reward_end": end,
+            "reward_gain": end - start, "trajectories": sum(n)}
+
+
+def plot_training(rows: Sequence[dict[str, Any]], path: str | Path, title: str = "") -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    fig, ax = plt.subplots(2, 2, figsize=(11, 7))
+    steps, reward, _ = reward_series(rows)
+    a = ax[0][0]
+    a.plot(steps, reward, "o", alpha=0.35, label="per step")
+    a.plot(steps, moving_average(reward, 4), "-", lw=2, label="moving average (4)")
+    a.set(xlabel="step", ylabel="rollout reward", title="reward")
+    a.legend(loc="lower right")
+
+    s = [int(r["step"]) for r in rows]
+    a = ax[0][1]
+    for key, label in (("turns_avg", "turns (avg)"), ("tool_calls_avg", "tool calls (avg)")):
+        a.plot(s, [float(r.get(key, 0.0)) for r in rows], label=label)
+    a.plot(s, [float(r.get("turns_max", 0.0)) for r in rows], "--", label="turns (max)")
+    a.set(xlabel="step", title="turns and tool calls")
+    a.legend()
+
+    a = ax[1][0]
+    a.plot(s, [float(r.get("token_staleness_mean", 0.0)) for r in rows], label="token staleness (mean)")
+    a.plot(s, [float(r.get("group_staleness_max", 0.0)) for r in rows], "--", label="group staleness (max)")
+    a.plot(s, [float(r.get("trainer_idle_frac", 0.0)) for r in rows], label="trainer idle fraction")
+    a.set(xlabel="step", title="asynchrony")
+    a.legend()
+
+    a = ax[1][1]
+    a.plot(s, [float(r.get("tokens_per_traj_avg", 0.0)) for r in rows], label="tokens/trajectory (avg)")
+    a.plot(s, [float(r.get("tokens_per_traj_max", 0.0)) for r in rows], "--", label="tokens/trajectory (max)")
+    a.set(xlabel="step", title="trajectory length")
+    a.legend()
+
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def write_run_summary(out_dir: str | Path, rows: Sequence[dict[str, Any]], title: str = "") -> dict[str, Any]:
+    """OUT/summary.json and OUT/training.png from the run's metric rows; returns the summary."""
+    out = Path(out_dir)
+    summary = reward_summary(rows)
+    write_json(out / "summary.json", summary)
+    if rows:
+        plot_training(rows, out / "training.png", title=title)
+    return summary
