@@ -170,7 +170,9 @@ class Controller:
             self.staleness.on_accept()
             self.ready.append(group)
         if self._bar is not None:  # rollouts between steps can take long: show that they are progressing
+            last = self.step_log[-1] if self.step_log else None
             self._bar.set_postfix(
+                reward=f"{last['rollout_reward_mean']:.3f}" if last else "-",
                 groups=int(self.counters["groups_done"]),
                 filtered=int(self.counters["groups_filtered"]),
                 ready=len(self.ready),
