@@ -35,3 +35,8 @@ def test_write_run_summary_writes_json_and_png(tmp_path):
     assert json.loads((tmp_path / "summary.json").read_text()) == s and s["reward_end"] > s["reward_start"]
     png = (tmp_path / "training.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+
+
+def test_write_run_summary_with_no_rows_still_draws_the_declared_figure(tmp_path):
+    assert write_run_summary(tmp_path, []) == {"steps": 0}
+    assert (tmp_path / "training.png").read_bytes()[:4] == b"\x89PNG"

@@ -84,7 +84,10 @@ def _steps(out: Path) -> list[tuple[int, list[int]]]:
     return [(r["step"], r["batch_indices"]) for r in rows]
 
 
-def test_sigkill_then_rerun_continues_without_losing_or_repeating_steps(tmp_path):
+@pytest.mark.parametrize("outputs_removed", [False, True], ids=["log-kept", "log-removed"])
+def test_sigkill_then_rerun_continues_without_losing_or_repeating_steps(tmp_path, outputs_removed):
+    """Killed mid-run, then rerun: the same steps as an uninterrupted run. 'log-removed' also deletes the metric
+    logs before the rerun, as Snakemake does with the outputs of a failed job: the checkpoint restores them."""
     train = write_questions(tmp_path / "train.jsonl", 10)
     steps = 6
     ref = tmp_path / "ref"
@@ -106,6 +109,9 @@ def test_sigkill_then_rerun_continues_without_losing_or_repeating_steps(tmp_path
     assert not (out / "final").exists()  # it really died mid-run
     killed_steps = [s for s, _ in _steps(out)]
     assert killed_steps and max(killed_steps) < steps
+    if outputs_removed:
+        (out / "metrics.jsonl").unlink()
+        (out / "metrics.csv").unlink()
 
     r = subprocess.run(_train_cmd(out, train, steps), cwd=REPO, env=_env(0.0), timeout=180, capture_output=True,
                        text=True)
@@ -116,6 +122,9 @@ def test_sigkill_then_rerun_continues_without_losing_or_repeating_steps(tmp_path
     w_out = torch.load(out / "final" / "policy.pt")["logits"]
     assert torch.allclose(w_ref, w_out, atol=1e-6)
     assert (out / "config.yaml").exists()
+    csv_steps = [line.split(",")[0] for line in (out / "metrics.csv").read_text().splitlines()[1:]]
+    assert csv_steps == [str(i) for i in range(1, steps + 1)]
+    assert json.loads((out / "summary.json").read_text())["steps"] == steps
     # a rerun of a finished run does nothing
     r = subprocess.run(_train_cmd(out, train, steps), cwd=REPO, env=_env(0.0), timeout=120, capture_output=True,
                        text=True)

@@ -3,7 +3,9 @@
 A checkpoint is built in a hidden temp directory and renamed into place, and `state.json` (written last) is
 what marks it complete, so a crash mid-save leaves the previous checkpoint as the latest valid one.
 state.json holds the question-stream cursor (+ the questions in flight, re-queued on resume), the controller
-counters and the RNG states of the driver.
+counters and the RNG states of the driver. metrics.jsonl holds the metric rows up to that step, so a resumed
+run gets its whole log back even when the run's own metrics file was deleted (Snakemake removes the outputs of
+a failed job).
 """
 
 from __future__ import annotations
@@ -34,9 +36,15 @@ def set_rng_state(st: dict[str, Any]) -> None:
 
 
 def save_checkpoint(
-    ckpt_root: str | Path, step: int, trainer: Any, state: dict[str, Any], keep: int = 2
+    ckpt_root: str | Path,
+    step: int,
+    trainer: Any,
+    state: dict[str, Any],
+    keep: int = 2,
+    metrics_rows: list[dict[str, Any]] | None = None,
 ) -> Path:
-    """Write checkpoint `step_<step>` (trainer state + `state`), then prune all but the newest `keep`."""
+    """Write checkpoint `step_<step>` (trainer state + `state` [+ metric rows]), then prune all but the newest
+    `keep`."""
     root = Path(ckpt_root)
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"step_{step}"
@@ -44,6 +52,8 @@ def save_checkpoint(
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     trainer.save(str(tmp / "trainer"))
+    if metrics_rows is not None:
+        atomic_write_text(tmp / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in metrics_rows))
     atomic_write_text(tmp / "state.json", json.dumps({"step": step, **state, "rng": rng_state()}) + "\n")
     if final.exists():
         shutil.rmtree(final)
@@ -69,6 +79,14 @@ def list_checkpoints(ckpt_root: str | Path) -> list[Path]:
 def latest_checkpoint(ckpt_root: str | Path) -> Path | None:
     cks = list_checkpoints(ckpt_root)
     return cks[-1] if cks else None
+
+
+def checkpoint_metrics(path: str | Path) -> list[dict[str, Any]] | None:
+    """The metric rows saved with a checkpoint (None for a checkpoint without them)."""
+    f = Path(path) / "metrics.jsonl"
+    if not f.exists():
+        return None
+    return [json.loads(line) for line in f.read_text().splitlines() if line.strip()]
 
 
 def load_checkpoint(path: str | Path, trainer: Any) -> dict[str, Any]:

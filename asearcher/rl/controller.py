@@ -228,7 +228,8 @@ class Controller:
             "stream": self.stream.state(in_flight=self._in_flight_indices()),
             "counters": dict(self.counters),
         }
-        save_checkpoint(self.output_dir / "checkpoints", step, self.trainer, state)  # keeps the newest 2
+        rows = [r for r in self.metrics.rows if int(r.get("step", 0)) <= step] if self.metrics is not None else None
+        save_checkpoint(self.output_dir / "checkpoints", step, self.trainer, state, metrics_rows=rows)  # keeps 2
 
     def request_stop(self) -> None:
         """Finish the training step in progress (if any), then return from run() (e.g. from an after_step hook)."""

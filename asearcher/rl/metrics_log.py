@@ -84,10 +84,17 @@ class MetricsLogger:
     """Append-only JSONL (durable per row) + a CSV regenerated from it + TensorBoard when installed.
 
     On resume from checkpoint step N, rows of later steps (written by the crashed run after its last
-    checkpoint) are cut, so the log never holds a step twice.
+    checkpoint) are cut, so the log never holds a step twice; `restore_rows` (the rows saved with that
+    checkpoint) replace the file's rows up to N, so a deleted or truncated log is made whole again.
     """
 
-    def __init__(self, output_dir: str | Path, resume_step: int | None = None, tensorboard: bool = True):
+    def __init__(
+        self,
+        output_dir: str | Path,
+        resume_step: int | None = None,
+        tensorboard: bool = True,
+        restore_rows: list[dict[str, Any]] | None = None,
+    ):
         self.dir = Path(output_dir)
         self.jsonl = self.dir / "metrics.jsonl"
         self.csv = self.dir / "metrics.csv"
@@ -99,7 +106,12 @@ class MetricsLogger:
                     row = json.loads(line)
                     if resume_step is not None and row.get("step", 0) <= resume_step:
                         self.rows.append(row)
+        if resume_step is not None and restore_rows is not None:
+            self.rows = [r for r in restore_rows if r.get("step", 0) <= resume_step]
+        if self.jsonl.exists() or self.rows:
             atomic_write_text(self.jsonl, "".join(json.dumps(r) + "\n" for r in self.rows))
+        if self.rows:
+            self._write_csv()
         self._app = JsonlAppender(self.jsonl)
         self._tb = None
         if tensorboard:

@@ -11,7 +11,10 @@ Outputs under --output:
   summary.json, training.png   reward over the first vs the last quarter of the steps; the curves at a glance
   checkpoints/step_N/          resumable checkpoints (every rl.checkpoint_every steps and at the end)
   final/                       the trained model (Hugging Face format)
-Re-running the same command resumes from the last checkpoint: same data order, no step lost or repeated.
+Re-running the same command resumes from the last checkpoint: same data order, no step lost or repeated, and
+the metric rows up to that checkpoint restored from it (also when metrics.jsonl was deleted, as Snakemake does
+with the outputs of a failed job). To start a run over, delete OUTPUT (`snakemake --forcerun train` alone
+resumes from OUTPUT/checkpoints).
 
 Ray: starts a local Ray instance, or connects to an existing cluster when RAY_ADDRESS is set.
 
@@ -84,7 +87,7 @@ def _ray_init() -> None:
 
 def run(args: argparse.Namespace) -> int:
     from asearcher.config import load_config
-    from asearcher.rl.checkpoint import latest_checkpoint, load_checkpoint
+    from asearcher.rl.checkpoint import checkpoint_metrics, latest_checkpoint, load_checkpoint
     from asearcher.rl.controller import Controller
     from asearcher.rl.dataset import QuestionStream, load_train_rows
     from asearcher.rl.metrics_log import MetricsLogger
@@ -111,8 +114,9 @@ def run(args: argparse.Namespace) -> int:
     trainer = make(args.model, rl, device=device, seed=cfg.seed)
 
     ckpt = latest_checkpoint(out / "checkpoints")
-    resume_state, resume_step = None, None
+    resume_state, resume_step, restore_rows = None, None, None
     if ckpt is not None:
+        restore_rows = checkpoint_metrics(ckpt)
         resume_state = load_checkpoint(ckpt, trainer)
         stream.load_state(resume_state["stream"])
         resume_step = int(resume_state["step"])
@@ -147,7 +151,7 @@ def run(args: argparse.Namespace) -> int:
     def spawn(i: int):
         return spawn_worker(factory, i, rl.group_size, rl.temperature, cfg.seed, num_gpus=gpus_per_worker)
 
-    metrics = MetricsLogger(out, resume_step=resume_step)
+    metrics = MetricsLogger(out, resume_step=resume_step, restore_rows=restore_rows)
     ctl = Controller(
         cfg=rl,
         trainer=trainer,
