@@ -175,3 +175,34 @@ def test_async_run_logs_staleness_and_survives_worker_death(ray_local, tmp_path)
     # no question trained twice
     idx = [i for r in rows_ for i in r["batch_indices"]]
     assert len(idx) == len(set(idx))
+
+
+def test_curriculum_trains_only_questions_that_need_many_tool_calls(ray_local, monkeypatch):
+    """rl.curriculum_min_tool_calls (QwQ stage 2): a group is kept only when it was solved and every solving
+    trajectory used at least N tool calls; the others are dropped like filtered groups and more are drawn."""
+    from asearcher.agent.trajectory import ToolCall, Trajectory
+    from asearcher.rl.types import Group, ScoredTrajectory
+
+    def sample(n_tools, reward):
+        t = Trajectory(qid="q", question="", answers=[], agent="t", prompt_hash="")
+        t.events = [ToolCall("search", "x", True, []) for _ in range(n_tools)]
+        return ScoredTrajectory(t, reward)
+
+    def group(*samples):
+        return Group(qid="q", question="", answers=[], samples=list(samples), submit_version=0)
+
+    assert group(sample(3, 1.0), sample(1, 0.0)).needs_tool_calls(2)  # the quick try failed
+    assert not group(sample(3, 1.0), sample(1, 1.0)).needs_tool_calls(2)  # solvable with one call
+    assert not group(sample(5, 0.0), sample(6, 0.0)).needs_tool_calls(2)  # unsolved: need unknown
+
+    # turns (= tool calls + 1) long-tailed per trajectory, so some groups pass and some do not
+    factory = SimFactory({"kind": "tail", "short_mean": 3.0, "p_long": 0.0})
+    cfg = rl_cfg(steps=2, batch_size=2, curriculum_min_tool_calls=2, max_head_offpolicyness=1)
+    trained = []
+    train_step = TableTrainer.train_step
+    monkeypatch.setattr(TableTrainer, "train_step", lambda self, groups: (trained.extend(groups),
+                                                                          train_step(self, groups))[1])
+    ctl, trainer = run_controller(cfg, factory)
+    assert trainer.version == 2 and len(trained) == 4
+    assert ctl.counters["groups_curriculum_filtered"] > 0
+    assert all(g.needs_tool_calls(2) for g in trained)

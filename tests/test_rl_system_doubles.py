@@ -132,7 +132,7 @@ class SleepTools(ToolBackend):
         return "simulated page"
 
 
-def score(traj: Trajectory, q: dict[str, Any]) -> tuple[float, dict[str, Any]]:
+async def score(traj: Trajectory, q: dict[str, Any]) -> tuple[float, dict[str, Any]]:
     ok = traj.prediction == str(target_token(q["qid"]))
     return (1.0 if ok else 0.0), {"correct": ok}
 

@@ -108,5 +108,8 @@ class RLConfig(Section):
     grpo_std_eps: float = Field(1e-6, gt=0, description="'grpo' advantage: epsilon added to the group std.")
     adv_norm_eps: float = Field(1e-5, gt=0, description="'areal' advantage: epsilon of the global token z-norm.")
     curriculum_min_tool_calls: int | None = Field(
-        None, ge=1, description="Stage-2 curriculum (QwQ): only questions needing at least this many tool calls."
+        None,
+        ge=1,
+        description="Stage-2 curriculum (QwQ): train only on questions that need at least this many tool calls, i.e. "
+        "that some trajectory solved and none solved with fewer; other groups are dropped like filtered ones.",
     )

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from asearcher.utils.jsonl import DataError, parse_jsonl_line
+from asearcher.utils.jsonl import DataError, iter_jsonl_numbered
 
 log = logging.getLogger(__name__)
 
@@ -102,22 +102,15 @@ def iter_trainset(path: str | Path, *, limit: int | None = None) -> Iterator[Tra
         raise DataError(f"training file {path} does not exist; run `asearcher fetch-data --release train-data`")
     seen: dict[str, int] = {}
     dups = 0
-    n = 0
-    with open(path, "rb") as f:
-        for lineno, raw in enumerate(f, start=1):
-            if limit is not None and n >= limit:
-                break
-            if not raw.strip():
-                continue
-            where = f"{path}:{lineno}"
-            rec = parse_record(parse_jsonl_line(raw, where), where, fallback_id=f"{path.stem}:{lineno}")
-            count = seen.get(rec.id, 0) + 1
-            seen[rec.id] = count
-            if count > 1:
-                dups += 1
-                rec.id = f"{rec.id}#{count}"
-            n += 1
-            yield rec
+    for lineno, row in iter_jsonl_numbered(path, limit=limit):
+        where = f"{path}:{lineno}"
+        rec = parse_record(row, where, fallback_id=f"{path.stem}:{lineno}")
+        count = seen.get(rec.id, 0) + 1
+        seen[rec.id] = count
+        if count > 1:
+            dups += 1
+            rec.id = f"{rec.id}#{count}"
+        yield rec
     if dups:
         log.warning("%s: %d rows repeat an earlier id; they were kept with a '#N' suffix", path, dups)
 

@@ -163,7 +163,12 @@ class Controller:
         # Reward of every finished trajectory, filtered groups included: the batch mean alone is biased
         # (dynamic filtering keeps only mixed groups), so this is the curve that shows the policy improving.
         self._rollout_rewards.extend(group.rewards)
-        if self.cfg.dynamic_filtering and group.all_equal():
+        too_easy = self.cfg.curriculum_min_tool_calls is not None and not group.needs_tool_calls(
+            self.cfg.curriculum_min_tool_calls
+        )
+        if too_easy:
+            self.counters["groups_curriculum_filtered"] = self.counters.get("groups_curriculum_filtered", 0) + 1
+        if (self.cfg.dynamic_filtering and group.all_equal()) or too_easy:
             self.staleness.on_reject()
             self.counters["groups_filtered"] += 1
         else:

@@ -23,6 +23,7 @@ import string
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from asearcher.agent.parsing import trajectory_format_ok
 from asearcher.agent.trajectory import Trajectory
 from asearcher.config import RLConfig
 from asearcher.eval.metrics import set_f1
@@ -107,29 +108,9 @@ def em_reward(prediction: str | None, answers: Golds) -> float:
 # ---- format ---------------------------------------------------------------------------------------------------
 
 
-def _own_generation_ok(text: str) -> bool:
-    for t in ("search", "access", "answer"):
-        if text.count(f"<{t}>") != text.count(f"</{t}>"):
-            return False
-    if text.count("<search>") + text.count("<access>") + text.count("<answer>") > 1:
-        return False
-    if "Assistant" in text or "assistant" in text:
-        return False
-    return text.count("</think>") <= 1
-
-
-def generation_format_ok(text: str) -> bool:
-    """One generation passes the format check (the agents' parsing helper when present)."""
-    try:
-        from asearcher.agent.parsing import format_facts
-    except ImportError:  # pragma: no cover - depends on the agents area being installed
-        return _own_generation_ok(text)
-    return bool(format_facts(text)["ok"])
-
-
 def format_reward(outputs: Iterable[str]) -> float:
-    """1.0 when every generation passes, else 0.0."""
-    return 1.0 if all(generation_format_ok(o) for o in outputs) else 0.0
+    """1.0 when every generation passes the agents' format check (agent.parsing.format_facts), else 0.0."""
+    return 1.0 if trajectory_format_ok(outputs) else 0.0
 
 
 # ---- composition ------------------------------------------------------------------------------------------------

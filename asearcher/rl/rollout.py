@@ -20,7 +20,7 @@ import random
 import time
 from dataclasses import dataclass
 from typing import Any
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import ray
 
@@ -28,7 +28,8 @@ from asearcher.agent.trajectory import Trajectory
 from asearcher.llm.engine import SamplingParams
 from asearcher.rl.types import Group, ScoredTrajectory
 
-ScoreFn = Callable[[Trajectory, dict[str, Any]], tuple[float, dict[str, Any]]]
+# async: a judge reward awaits an LLM call on the worker's event loop
+ScoreFn = Callable[[Trajectory, dict[str, Any]], Awaitable[tuple[float, dict[str, Any]]]]
 
 
 def traj_seed(base_seed: int, index: int, sample_idx: int) -> int:
@@ -42,38 +43,47 @@ class RolloutComponents:
     engine: Any  # asearcher.llm.engine.InferenceEngine
     agent: Any  # asearcher.agent.base.Agent
     tools: Any  # asearcher.tools.base.ToolBackend
-    score: ScoreFn  # (trajectory, question dict) -> (reward, info)
+    score: ScoreFn  # async (trajectory, question dict) -> (reward, info)
     max_new_tokens: int = 1024
+    judge: Any = None  # asearcher.eval.judge.Judge when the reward is judged (closed with the worker)
 
 
 class DefaultRolloutFactory:
-    """The real stack: the configured engine, the configured agent, local retrieval tools, paper rewards."""
+    """The real stack: the configured engine, the configured agent, local retrieval tools, paper rewards.
+    With rl.reward=judge each worker builds its own LLM judge from `judge_cfg` (the eval.judge section)."""
 
     def __init__(
-        self, engine_cfg: Any, agent_cfg: Any, rl_cfg: Any, retrieval_url: str | None, judge: Any = None
+        self, engine_cfg: Any, agent_cfg: Any, rl_cfg: Any, retrieval_url: str | None, judge_cfg: Any = None
     ):
         self.engine_cfg = engine_cfg
         self.agent_cfg = agent_cfg
         self.rl_cfg = rl_cfg
         self.retrieval_url = retrieval_url
-        self.judge = judge
+        self.judge_cfg = judge_cfg
 
     def build(self, worker_index: int) -> RolloutComponents:
         from asearcher.agent import make_agent  # heavy imports stay inside the worker process
         from asearcher.llm.factory import make_engine
-        from asearcher.rl.rewards import score_trajectory
+        from asearcher.rl.rewards import ascore_trajectory
         from asearcher.tools.local import LocalTools
 
         engine = make_engine(self.engine_cfg)
         agent = make_agent(self.agent_cfg, engine.tokenizer)
         # no URL: discovered from $ASEARCHER_RETRIEVAL_URL / $RAG_SERVER_ADDR_DIR in the worker's environment
         tools = LocalTools(base_url=self.retrieval_url) if self.retrieval_url else LocalTools()
-        rl_cfg, judge = self.rl_cfg, self.judge
+        rl_cfg, judge = self.rl_cfg, None
+        if rl_cfg.reward == "judge":
+            from asearcher.eval.judge import make_judge
 
-        def score(traj: Trajectory, q: dict[str, Any]) -> tuple[float, dict[str, Any]]:
-            return score_trajectory(traj, q["answers"], q.get("aug_answers") or [], rl_cfg, judge=judge)
+            if self.judge_cfg is None:
+                raise ValueError("rl.reward is 'judge' but no judge settings were given (the eval.judge section)")
+            judge = make_judge(self.judge_cfg)
 
-        return RolloutComponents(engine, agent, tools, score, max_new_tokens=self.agent_cfg.max_new_tokens)
+        async def score(traj: Trajectory, q: dict[str, Any]) -> tuple[float, dict[str, Any]]:
+            return await ascore_trajectory(traj, q["answers"], q.get("aug_answers") or [], rl_cfg, judge=judge)
+
+        return RolloutComponents(engine, agent, tools, score, max_new_tokens=self.agent_cfg.max_new_tokens,
+                                 judge=judge)
 
 
 def load_object(spec: str) -> Any:
@@ -128,7 +138,7 @@ class RolloutWorkerImpl:
         )
         traj.seed = seed
         traj.meta["index"] = q["index"]
-        reward, info = self.c.score(traj, q)
+        reward, info = await self.c.score(traj, q)
         return ScoredTrajectory(traj, float(reward), dict(info))
 
     async def run_group(self, q: dict[str, Any], submit_version: int) -> Group:
@@ -149,7 +159,7 @@ class RolloutWorkerImpl:
         )
 
     async def aclose(self) -> None:
-        for obj in (self.c.tools, self.c.engine):
+        for obj in (self.c.tools, self.c.engine, self.c.judge):
             close = getattr(obj, "aclose", None)
             if close is not None:
                 await close()

@@ -143,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
                 "`asearcher with-retrieval`)"
             )
         engine_cfg = cfg.engine.model_copy(update={"model": args.model})
-        factory = DefaultRolloutFactory(engine_cfg, cfg.agent, rl, args.retrieval_url)
+        factory = DefaultRolloutFactory(engine_cfg, cfg.agent, rl, args.retrieval_url, judge_cfg=cfg.eval.judge)
 
     _ray_init()
     gpus_per_worker = rl.rollout_gpus / rl.rollout_workers if rl.rollout_gpus else 0

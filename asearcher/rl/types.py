@@ -34,6 +34,12 @@ class Group:
         r = self.rewards
         return max(r) - min(r) <= tol
 
+    def needs_tool_calls(self, n: int) -> bool:
+        """Stage-2 curriculum test: the question was solved (some reward > 0), and no trajectory that solved it
+        used fewer than n tool calls (searches + page accesses)."""
+        solved = [len(s.trajectory.tool_calls) for s in self.samples if s.reward > 0]
+        return bool(solved) and min(solved) >= n
+
 
 @dataclass
 class TrainSequence:

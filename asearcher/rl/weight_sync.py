@@ -12,7 +12,6 @@ records the version that produced it (see asearcher/llm/engine.py).
 from __future__ import annotations
 
 import shutil
-import time
 from pathlib import Path
 from typing import Any
 
@@ -61,11 +60,3 @@ class WeightSync:
     def current(self) -> Any:
         """The latest published payload (for a restarted worker), or None before the first publish."""
         return self._current
-
-    async def push(self, workers: list[Any], version: int) -> float:
-        """Send the latest payload to every worker handle; returns seconds spent. Raises on dead workers."""
-        t0 = time.perf_counter()
-        refs = [w.update_weights.remote(self._current, version) for w in workers]
-        for r in refs:
-            await r
-        return time.perf_counter() - t0
