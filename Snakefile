@@ -5,6 +5,9 @@
 #   snakemake -n                                            # show every stage
 #
 # Rules call the `asearcher` CLI; the CLI calls the library; nothing in asearcher/ imports Snakemake.
+# Conventions (docs/architecture.md): logs in logs/<rule>/, benchmark records of the heavy rules in
+# logs/benchmarks/<rule>/, a conda env per rule in workflow/envs/ (`--use-conda`), optional stages switched by the
+# `enabled` flag of their config section (enabled() in common.smk), the merged config written by a rule.
 
 from snakemake.utils import min_version
 
@@ -19,11 +22,14 @@ if not workflow.overwrite_configfiles:
 
 
 include: "workflow/rules/common.smk"
+
+
 wildcard_constraints:
     model=r"[A-Za-z0-9_.\-]+",
     benchmark=r"[A-Za-z0-9_.\-]+",
 
 
+include: "workflow/rules/config.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/index.smk"
 include: "workflow/rules/models.smk"

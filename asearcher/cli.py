@@ -3,6 +3,12 @@
 Subcommand modules are imported only when invoked, so `asearcher --help` is instant and a stage's heavy
 dependencies (Java, torch, Ray) load only for the stage that needs them. Each module listed in COMMANDS
 defines `add_arguments(parser)` and `run(args) -> int | None`.
+
+Every subcommand also takes the common options, before or after its name:
+  --config FILE        run config YAML (default: the built-in defaults)
+  --set KEY=VALUE      config override, repeatable (e.g. --set rl.steps=10 --set eval.k=1)
+  --log-level LEVEL    DEBUG | INFO | WARNING | ERROR
+  --no-progress        no progress bars (the Snakemake rules pass it, so rule logs hold no bars)
 """
 
 from __future__ import annotations
@@ -11,8 +17,10 @@ import argparse
 import importlib
 import logging
 import sys
+from importlib.metadata import PackageNotFoundError, version
 
 from asearcher.errors import UserFacingError
+from asearcher.utils.progress import disable_progress
 
 # name -> (module, one-line help). Order is the order of the pipeline.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -25,9 +33,42 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "serve-llm": ("asearcher.llm.serve", "OpenAI-compatible server backed by the transformers engine"),
     "eval": ("asearcher.eval.run", "evaluate an agent on benchmarks (Avg@k / Pass@k), resumable"),
     "score": ("asearcher.eval.score", "score a predictions JSONL with the paper's metrics"),
-    "sft": ("asearcher.rl.sft", "warm-start a model on oracle search trajectories (CPU smoke)"),
+    "sft": ("asearcher.rl.warmstart.sft", "warm-start a model on oracle search trajectories (CPU smoke)"),
     "train": ("asearcher.rl.train", "fully asynchronous RL on Ray (staleness-bounded)"),
 }
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+def package_version() -> str:
+    try:
+        return version("asearcher-repro")
+    except PackageNotFoundError:  # running from a source tree that was not pip-installed
+        return "unknown"
+
+
+def _add_global_options(p: argparse.ArgumentParser, *, defaults: bool) -> None:
+    """--log-level and --no-progress; the subcommand's copies default to 'not given' so the root's values stand."""
+    unset = {} if defaults else {"default": argparse.SUPPRESS}
+    p.add_argument(
+        "--log-level", type=str.upper, choices=LOG_LEVELS, **({"default": "INFO"} if defaults else unset),
+        help="logging level (default: INFO)",
+    )  # fmt: skip
+    p.add_argument(
+        "--no-progress", action="store_true", **({"default": False} if defaults else unset),
+        help="no progress bars (also in the processes a stage starts)",
+    )  # fmt: skip
+
+
+def add_common_arguments(p: argparse.ArgumentParser) -> None:
+    """The options every subcommand shares (see the module docstring)."""
+    g = p.add_argument_group("common options")
+    g.add_argument("--config", metavar="FILE", help="run config YAML (default: the built-in defaults)")
+    g.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="config override, repeatable, e.g. --set rl.steps=10",
+    )  # fmt: skip
+    _add_global_options(g, defaults=False)  # type: ignore[arg-type]
 
 
 def _build_root() -> argparse.ArgumentParser:
@@ -38,9 +79,24 @@ def _build_root() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="stages:\n" + "\n".join(f"  {n:<16} {h}" for n, (_, h) in COMMANDS.items()),
     )
-    p.add_argument("--log-level", default="INFO", help="logging level (default: INFO)")
+    p.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
+    _add_global_options(p, defaults=True)
     p.add_argument("command", nargs="?", choices=list(COMMANDS), metavar="SUBCOMMAND")
     return p
+
+
+def build_subparser(name: str) -> tuple[argparse.ArgumentParser, object]:
+    """The parser of one subcommand (its own options + the common ones) and its module."""
+    module_name, help_text = COMMANDS[name]
+    module = importlib.import_module(module_name)
+    sub = argparse.ArgumentParser(
+        prog=f"asearcher {name}",
+        description=(module.__doc__ or help_text).strip(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    module.add_arguments(sub)
+    add_common_arguments(sub)
+    return sub, module
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,21 +110,18 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if not argv or args.command is None else 2
     glob = root.parse_args(argv[:idx])
     name = argv[idx]
-    module_name, help_text = COMMANDS[name]
+    sub, module = build_subparser(name)
+    args = sub.parse_args(argv[idx + 1 :])
+    args.log_level = getattr(args, "log_level", glob.log_level)
+    args.no_progress = bool(getattr(args, "no_progress", False) or glob.no_progress)
     logging.basicConfig(
-        level=getattr(logging, str(glob.log_level).upper(), logging.INFO),
+        level=getattr(logging, args.log_level, logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    module = importlib.import_module(module_name)
-    sub = argparse.ArgumentParser(
-        prog=f"asearcher {name}",
-        description=(module.__doc__ or help_text).strip(),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    module.add_arguments(sub)
-    args = sub.parse_args(argv[idx + 1 :])
+    if args.no_progress:
+        disable_progress()  # through the environment, so Ray workers and servers started from here inherit it
     try:
-        rc = module.run(args)
+        rc = module.run(args)  # type: ignore[attr-defined]
     except KeyboardInterrupt:
         return 130
     except UserFacingError as e:

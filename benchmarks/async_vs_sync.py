@@ -28,12 +28,12 @@ os.environ["PYTHONPATH"] = f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')
 import ray  # noqa: E402
 
 from asearcher.config import RLConfig  # noqa: E402
-from asearcher.rl.controller import Controller  # noqa: E402
-from asearcher.rl.dataset import QuestionStream  # noqa: E402
-from asearcher.rl.rollout import spawn_worker  # noqa: E402
+from asearcher.rl.system.controller import Controller  # noqa: E402
+from asearcher.rl.system.dataset import QuestionStream  # noqa: E402
+from asearcher.rl.system.rollout import spawn_worker  # noqa: E402
 import torch  # noqa: E402
 
-from tests.test_rl_system_doubles import SimFactory, TableTrainer, target_token  # noqa: E402
+from tests.rl.doubles import SimFactory, TableTrainer, target_token  # noqa: E402
 
 
 def policy_reward(trainer: TableTrainer, targets: list[int]) -> float:

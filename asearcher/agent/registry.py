@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 from typing import Any
 
 from asearcher.agent.asearcher_agent import AsearcherAgent
@@ -10,28 +9,20 @@ from asearcher.agent.base import Agent
 from asearcher.agent.reasoning_agent import ReasoningAgent
 from asearcher.agent.search_r1_agent import SearchR1Agent
 from asearcher.config.agent import AgentConfig
-from asearcher.errors import UserFacingError
-
-AGENTS: dict[str, type[Agent]] = {
-    AsearcherAgent.name: AsearcherAgent,
-    ReasoningAgent.name: ReasoningAgent,
-    SearchR1Agent.name: SearchR1Agent,
-}
+from asearcher.utils.registry import Registry, UnknownNameError
 
 
-class UnknownAgentError(UserFacingError, ValueError):
+class UnknownAgentError(UnknownNameError, ValueError):
     pass
 
 
+AGENTS: Registry[type[Agent]] = Registry("agent", key="agent.kind", error=UnknownAgentError)
+for _cls in (AsearcherAgent, ReasoningAgent, SearchR1Agent):
+    AGENTS.register(_cls.name, _cls)
+
+
 def agent_class(kind: str) -> type[Agent]:
-    try:
-        return AGENTS[kind]
-    except KeyError:
-        close = difflib.get_close_matches(kind, list(AGENTS), n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise UnknownAgentError(
-            f"agent.kind: unknown agent {kind!r}; known agents: {', '.join(AGENTS)}.{hint}"
-        ) from None
+    return AGENTS.get(kind)
 
 
 def make_agent(cfg: AgentConfig, tokenizer: Any, *, kind: str | None = None) -> Agent:

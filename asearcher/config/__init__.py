@@ -107,6 +107,13 @@ class Config(Section):
                 object.__setattr__(eng, "model", expand(eng.model))
         return self
 
+    @model_validator(mode="after")
+    def _resolve_retrieval_switch(self) -> Config:
+        """retrieval.enabled: null (the default) follows tools.backend; the merged config says true/false."""
+        if self.retrieval.enabled is None:
+            object.__setattr__(self.retrieval, "enabled", self.tools.backend == "local")
+        return self
+
     @property
     def run_dir(self) -> Path:
         return Path(self.results_dir) / self.name
@@ -118,11 +125,9 @@ class Config(Section):
 
     def dump(self, path: str | Path) -> None:
         """Write the merged, fully-defaulted config (next to a run's outputs)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False))
-        os.replace(tmp, path)
+        from asearcher.utils.atomic import atomic_write_text
+
+        atomic_write_text(path, yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False))
 
 
 class ConfigError(UserFacingError, ValueError):

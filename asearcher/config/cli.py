@@ -1,8 +1,8 @@
 """Validate a config, print it merged with defaults, or write the JSON schema the Snakefile validates against.
 
 Examples:
-  asearcher config validate configs/default.yaml
-  asearcher config show configs/paper/qwen2.5-7b-local.yaml rl.steps=10
+  asearcher config validate --config configs/default.yaml
+  asearcher config show --config configs/paper/asearcher-local-7b.yaml --set rl.steps=10
   asearcher config schema --output workflow/schemas/config.schema.json
 """
 
@@ -19,8 +19,6 @@ from . import load_config, write_schema, json_schema
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("action", choices=["validate", "show", "schema"])
-    p.add_argument("config", nargs="?", help="YAML config (validate/show)")
-    p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. rl.steps=10")
     p.add_argument("--output", help="schema: write here instead of stdout")
 
 

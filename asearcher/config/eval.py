@@ -24,6 +24,9 @@ class JudgeConfig(Section):
 
 
 class EvalConfig(Section):
+    enabled: bool = Field(
+        True, description="Run the eval stage in the DAG: every model in `models` x benchmark."
+    )
     benchmarks: list[str] = Field(
         default_factory=lambda: ["Bamboogle", "HotpotQA_rand1000"],
         description="Benchmark names from the registry (asearcher/eval/benchmarks/*.yaml).",

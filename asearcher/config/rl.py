@@ -45,6 +45,11 @@ class SFTConfig(Section):
 
 
 class RLConfig(Section):
+    enabled: bool = Field(
+        True,
+        description="Run the RL stage (`asearcher train`) in the DAG. When false, the training metrics are "
+        "not a target and models that are this run's RL output are not evaluated.",
+    )
     train_file: str = Field(
         "ASearcher-Base-35k.jsonl", description="Training QA file inside the ASearcher-train-data release."
     )

@@ -16,8 +16,8 @@ as *.tmp and renamed when complete, and the manifest is updated after each file,
 where it stopped. Re-running with the same settings and intact files does nothing (--verify re-hashes them).
 
 Examples:
-  asearcher fetch-data --release test-data --output data/releases --mirror /path/to/mirror
-  asearcher fetch-data --release local-knowledge --output data/releases --source hub --corpus-limit 20000
+  asearcher fetch-data --release test-data --output results/releases --config configs/default.yaml
+  asearcher fetch-data --release local-knowledge --output results/releases --source hub --corpus-limit 20000
 """
 
 from __future__ import annotations
@@ -45,8 +45,8 @@ from asearcher.data.releases import (
     remove_tree,
     scan_file,
     sha256_file,
-    tmp_path,
 )
+from asearcher.utils.atomic import atomic_path
 from asearcher.utils.jsonl import write_json
 
 log = logging.getLogger(__name__)
@@ -70,7 +70,6 @@ def _limit_arg(text: str) -> int | None:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--release", required=True, choices=list(RELEASES), help="which upstream release to obtain")
     p.add_argument("--output", required=True, help="parent directory; the release goes to OUTPUT/<release folder>/")
-    p.add_argument("--config", help="run config YAML (its `data` section supplies the defaults below)")
     p.add_argument("--source", choices=["hub", "mirror", "auto"], help="override data.source")
     p.add_argument("--mirror", help="override data.mirror (a directory holding ASearcher-* release folders)")
     p.add_argument("--corpus-limit", type=_limit_arg, default=argparse.SUPPRESS,
@@ -197,19 +196,13 @@ class _Fetch:
                 raise UserFacingError(f"mirror is missing {src} (release {self.rel.folder} needs {rel_path})")
             if self._reuse(rel_path, limit):
                 continue
-            final = self.release_dir / rel_path
-            tmp = tmp_path(final)
-            if limit is not None:
-                with open(src, "rb") as f:
-                    stats = copy_first_records(f, tmp, limit, str(src))
-            else:
-                link_or_copy(src, tmp)
-                try:
+            with atomic_path(self.release_dir / rel_path, suffix=".tmp") as tmp:
+                if limit is not None:
+                    with open(src, "rb") as f:
+                        stats = copy_first_records(f, tmp, limit, str(src))
+                else:
+                    link_or_copy(src, tmp)
                     stats = scan_file(tmp, label=str(src))
-                except BaseException:
-                    tmp.unlink(missing_ok=True)
-                    raise
-            install(tmp, final)
             self._record(rel_path, stats, limit, f"mirror:{src.resolve()}", source_bytes=src.stat().st_size)
 
     # ---- hub -------------------------------------------------------------------------------------------
@@ -226,10 +219,8 @@ class _Fetch:
                 # stream only the first `limit` lines; fsspec reads in blocks, so this costs ~limit lines of HTTP
                 fs = huggingface_hub.HfFileSystem()
                 rev = quote(self.cfg.revision or "main", safe="")
-                tmp = tmp_path(final)
-                with fs.open(f"datasets/{self.repo}@{rev}/{rel_path}", "rb") as f:
+                with atomic_path(final, suffix=".tmp") as tmp, fs.open(f"datasets/{self.repo}@{rev}/{rel_path}", "rb") as f:
                     stats = copy_first_records(f, tmp, limit, label)
-                install(tmp, final)
             else:
                 downloaded = Path(
                     huggingface_hub.hf_hub_download(
@@ -325,7 +316,7 @@ def fetch_release(
 
 
 def run(args: argparse.Namespace) -> int:
-    cfg = load_config(args.config).data
+    cfg = load_config(args.config, args.overrides).data
     updates: dict[str, Any] = {}
     if args.source:
         updates["source"] = args.source

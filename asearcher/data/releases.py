@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from tqdm import tqdm
+from asearcher.utils.progress import progress as progress_bar
 
 from asearcher.config.data import DataConfig
 from asearcher.utils.jsonl import DataError, parse_jsonl_line
@@ -98,8 +98,8 @@ def sha256_file(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def _bar(total: int | None, desc: str, unit: str = "B") -> tqdm:
-    return tqdm(total=total, desc=desc, unit=unit, unit_scale=True, leave=False,
+def _bar(total: int | None, desc: str, unit: str = "B"):
+    return progress_bar(total=total, desc=desc, unit=unit, unit_scale=True, leave=False,
                 disable=(unit == "B" and (total or 0) < _BIG))
 
 
@@ -158,10 +158,6 @@ def _parses_whole(path: Path) -> bool:
         return True
     except (json.JSONDecodeError, UnicodeDecodeError):
         return False
-
-
-def tmp_path(final: Path) -> Path:
-    return final.with_name(final.name + ".tmp")
 
 
 def install(tmp: Path, final: Path) -> None:

@@ -256,10 +256,9 @@ def _tail(text: str | None) -> str:
 def make_judge(cfg: Any) -> Judge:
     """Build a Judge (and its engine) from an `eval.judge` config section."""
     from asearcher.config import EngineConfig
-    from asearcher.llm.factory import make_engine
+    from asearcher.llm.factory import ENGINES, make_engine
 
-    if cfg.kind not in ("openai", "transformers", "vllm"):
-        raise UserFacingError(f"eval.judge.kind: unknown engine kind {cfg.kind!r} (openai | transformers | vllm)")
+    ENGINES.canonical(cfg.kind, key="eval.judge.kind")  # an unknown kind is an error before any engine is built
     engine_cfg = EngineConfig(
         kind=cfg.kind,
         model=cfg.model,
@@ -267,7 +266,7 @@ def make_judge(cfg: Any) -> Judge:
         api_key_env=cfg.api_key_env,
         api="chat",
     )
-    engine = make_engine(engine_cfg)
+    engine = make_engine(engine_cfg, key="eval.judge.kind")
     sampling = SamplingParams(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p)
     return Judge(
         chat_fn_for(engine),

@@ -6,7 +6,6 @@ and the upstream folder name `HotpotQA_rand1000` work in configs). Unknown names
 
 from __future__ import annotations
 
-import difflib
 from functools import cache
 from pathlib import Path
 from typing import Literal
@@ -16,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from asearcher.errors import UserFacingError
 from asearcher.eval.metrics import parse_metric_list
+from asearcher.utils.registry import Registry, UnknownNameError
 
 BENCHMARK_DIR = Path(__file__).with_name("benchmarks")
 
@@ -68,9 +68,8 @@ class BenchmarkSpec(BaseModel):
         )
 
 
-class RegistryError(UserFacingError, KeyError):
-    def __str__(self) -> str:  # KeyError would otherwise repr() the message
-        return str(self.args[0])
+class RegistryError(UnknownNameError):
+    pass
 
 
 def _load_spec(path: Path) -> BenchmarkSpec:
@@ -89,31 +88,17 @@ def _load_spec(path: Path) -> BenchmarkSpec:
 
 
 @cache
-def _registry(directory: str) -> dict[str, BenchmarkSpec]:
-    specs = [_load_spec(p) for p in sorted(Path(directory).glob("*.yaml"))]
-    index: dict[str, BenchmarkSpec] = {}
-    for spec in specs:
-        for n in spec.names:
-            key = n.lower()
-            if key in index and index[key].name != spec.name:
-                raise UserFacingError(f"benchmark name {n!r} is used by both {index[key].name} and {spec.name}")
-            index[key] = spec
-    return index
+def _registry(directory: str) -> Registry[BenchmarkSpec]:
+    reg: Registry[BenchmarkSpec] = Registry("benchmark", case_insensitive=True, show=str, error=RegistryError)
+    for path in sorted(Path(directory).glob("*.yaml")):
+        spec = _load_spec(path)
+        reg.register(spec.name, spec, aliases=[n for n in spec.names[1:] if n.lower() != spec.name.lower()])
+    return reg
 
 
 def list_benchmarks(directory: str | Path = BENCHMARK_DIR) -> list[BenchmarkSpec]:
-    seen: dict[str, BenchmarkSpec] = {}
-    for spec in _registry(str(directory)).values():
-        seen.setdefault(spec.name, spec)
-    return sorted(seen.values(), key=lambda s: s.name.lower())
+    return sorted((spec for _, spec in _registry(str(directory)).items()), key=lambda s: s.name.lower())
 
 
 def get_benchmark(name: str, directory: str | Path = BENCHMARK_DIR) -> BenchmarkSpec:
-    index = _registry(str(directory))
-    spec = index.get(name.lower())
-    if spec is not None:
-        return spec
-    close = difflib.get_close_matches(name.lower(), list(index), n=3, cutoff=0.5)
-    hint = f" Did you mean {', '.join(sorted({index[c].name for c in close}))}?" if close else ""
-    known = ", ".join(s.name for s in list_benchmarks(directory))
-    raise RegistryError(f"unknown benchmark {name!r}.{hint} Known: {known}.")
+    return _registry(str(directory)).get(name)

@@ -5,7 +5,8 @@ after a crash and only the unfinished (question, sample) pairs run.
 The retrieval server must be running; its address comes from $ASEARCHER_RETRIEVAL_URL, which
 `asearcher with-retrieval` sets. Typical use:
 
-  asearcher with-retrieval --index results/index/bm25 --corpus C --pages P --config configs/default.yaml -- \\
+  asearcher with-retrieval --index results/index/bm25 --corpus results/releases/ASearcher-Local-Knowledge/wiki_corpus.jsonl \\
+      --pages results/releases/ASearcher-Local-Knowledge/wiki_webpages.jsonl --config configs/default.yaml -- \\
       asearcher eval --config configs/default.yaml --model tiny --benchmark Bamboogle --max-samples 20
 
 Outputs: samples.jsonl (one row per question x sample), trajectories.jsonl, aggregate.json (metrics, stats,
@@ -34,7 +35,6 @@ RETRIEVAL_ENV = "ASEARCHER_RETRIEVAL_URL"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", help="YAML run config (default: built-in defaults)")
     p.add_argument(
         "--model",
         required=True,
@@ -57,8 +57,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--retry-errors", action="store_true", help="on resume, rerun samples that finished with an error"
     )
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("overrides", nargs="*", help="config overrides key=value, e.g. eval.k=1 eval.concurrency=8")
 
 
 def default_setting(cfg: Config) -> str:

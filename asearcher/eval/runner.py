@@ -24,12 +24,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from tqdm.auto import tqdm
+from asearcher.utils.progress import progress as progress_bar
 
 from asearcher.agent.base import Agent
 from asearcher.errors import UserFacingError
 from asearcher.llm.engine import InferenceEngine, SamplingParams
 from asearcher.tools.base import ToolBackend
+from asearcher.utils.atomic import atomic_path
 from asearcher.utils.jsonl import JsonlAppender, iter_jsonl, write_json, write_jsonl
 
 from .judge import Judge
@@ -203,15 +204,13 @@ def _compact_trajectories(
         keys.sort(key=sort_key)
     elif len(keep) == total:
         return
-    tmp = path.with_name(f".{path.name}.compact")
-    with open(path, "rb") as src, open(tmp, "wb") as dst:
+    with atomic_path(path) as tmp, open(path, "rb") as src, open(tmp, "wb") as dst:
         for key in keys:
             start, length = keep[key]
             src.seek(start)
             dst.write(src.read(length))
         dst.flush()
         os.fsync(dst.fileno())
-    os.replace(tmp, path)
     if total != len(keep):
         log.info("%s: dropped %d trajectory rows of unfinished or redone samples", path, total - len(keep))
 
@@ -332,7 +331,7 @@ async def _run_eval(
     writer = _Writer(paths)
     try:
         sem = asyncio.Semaphore(job.concurrency)
-        bar = tqdm(total=total, initial=total - len(todo), desc=f"eval {job.benchmark}", disable=not job.progress)
+        bar = progress_bar(total=total, initial=total - len(todo), desc=f"eval {job.benchmark}", disable=not job.progress)
         n_err = sum(1 for r in done.values() if r.get("status") == "error")
 
         async def task(row: dict[str, Any], s: int) -> None:

@@ -8,7 +8,7 @@ sample indices.
 Metrics: f1 (the paper's set-based F1), em, cem (cover EM), squad_f1 (SQuAD multiset F1).
 
 Example:
-  asearcher score results/preds.jsonl --metrics f1,em,cem --per-sample results/scores.jsonl
+  asearcher score results/eval/<model>/<setting>/<benchmark>/samples.jsonl --metrics f1,em,cem --per-sample scores.jsonl
   -> {"n": 500, "f1": 0.41, "em": 0.30, "cem": 0.37}
 """
 
@@ -30,7 +30,8 @@ DEFAULT_METRICS = "f1,em,cem"
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("predictions", metavar="PRED.jsonl", help="rows {id, prediction, answers[, sample]}")
     p.add_argument(
-        "--metrics", default=DEFAULT_METRICS, help=f"comma list of f1, em, cem, squad_f1 (default: {DEFAULT_METRICS})"
+        "--metrics",
+        help=f"comma list of f1, em, cem, squad_f1 (default: eval.metrics of --config, else {DEFAULT_METRICS})"
     )
     p.add_argument("--per-sample", metavar="OUT.jsonl", help="also write each row's scores here")
     p.add_argument("--k", type=int, default=None, help="k for Avg@k/Pass@k (default: most samples of any id)")
@@ -103,7 +104,11 @@ def score_file(path: str | Path, metrics: list[str], k: int | None = None) -> tu
 
 def run(args: argparse.Namespace) -> int:
     try:
-        metrics = parse_metric_list(args.metrics)
+        if args.metrics is None and (args.config or args.overrides):
+            from asearcher.config import load_config
+
+            args.metrics = ",".join(load_config(args.config, args.overrides).eval.metrics)
+        metrics = parse_metric_list(args.metrics or DEFAULT_METRICS)
     except ValueError as e:
         raise UserFacingError(f"--metrics: {e}") from None
     if args.k is not None and args.k < 1:

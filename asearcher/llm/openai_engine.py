@@ -13,10 +13,8 @@ logged or put in an exception message.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
-import random
 import time
 from typing import Any
 
@@ -24,10 +22,18 @@ import httpx
 
 from asearcher.llm.engine import GenerationRequest, GenerationResult, InferenceEngine, SamplingParams
 from asearcher.llm.sampling import effective_temperature, find_stop, validate_sampling
+from asearcher.utils.retry import aretrying
 
 log = logging.getLogger(__name__)
 
 RETRY_STATUS = {429, 500, 502, 503, 504}
+
+
+class _Transient(Exception):
+    """A failure worth retrying: connection error, timeout, 429 or 5xx (message already redacted)."""
+
+
+_TRANSIENT = (_Transient,)
 
 
 class EndpointError(RuntimeError):
@@ -107,31 +113,34 @@ class OpenAIEngine(InferenceEngine):
     # ---- HTTP ---------------------------------------------------------------------------------------------------
     async def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         url = f"{self.base_url}{path}"
-        last: str = ""
-        for attempt in range(self.max_retries + 1):
-            if attempt:
-                delay = self.backoff_s * 2 ** (attempt - 1) * (0.5 + random.random())
-                log.warning("retrying %s in %.2fs (attempt %d/%d): %s", url, delay, attempt + 1,
-                            self.max_retries + 1, last)  # fmt: skip
-                await asyncio.sleep(delay)
-            try:
-                resp = await self._client.post(url, json=body)
-            except (httpx.TransportError, httpx.TimeoutException) as e:
-                last = _redact(f"{type(e).__name__}: {e}", self._key)
-                continue
-            if resp.status_code in RETRY_STATUS:
-                last = f"HTTP {resp.status_code}: {_redact(resp.text[:300], self._key)}"
-                continue
-            if resp.status_code >= 400:
-                raise EndpointError(
-                    f"{url} answered HTTP {resp.status_code}: {_redact(resp.text[:500], self._key)}",
-                    resp.status_code,
-                )
-            try:
-                return resp.json()
-            except ValueError:
-                raise EndpointError(f"{url} returned a non-JSON body: {resp.text[:200]!r}") from None
-        raise EndpointError(f"{url} failed after {self.max_retries + 1} attempts; last error: {last}")
+        last: list[str] = [""]
+
+        def on_failure(attempt: int, err: BaseException) -> None:
+            last[0] = str(err)
+            if attempt <= self.max_retries:
+                log.warning("retrying %s after attempt %d/%d failed: %s", url, attempt, self.max_retries + 1, last[0])
+
+        try:
+            async for attempt in aretrying(self.max_retries, self.backoff_s, _TRANSIENT, jitter=True,
+                                           on_failure=on_failure):  # fmt: skip
+                with attempt:
+                    try:
+                        resp = await self._client.post(url, json=body)
+                    except (httpx.TransportError, httpx.TimeoutException) as e:
+                        raise _Transient(_redact(f"{type(e).__name__}: {e}", self._key)) from None
+                    if resp.status_code in RETRY_STATUS:
+                        raise _Transient(f"HTTP {resp.status_code}: {_redact(resp.text[:300], self._key)}")
+        except _Transient:
+            raise EndpointError(f"{url} failed after {self.max_retries + 1} attempts; last error: {last[0]}") from None
+        if resp.status_code >= 400:
+            raise EndpointError(
+                f"{url} answered HTTP {resp.status_code}: {_redact(resp.text[:500], self._key)}",
+                resp.status_code,
+            )
+        try:
+            return resp.json()
+        except ValueError:
+            raise EndpointError(f"{url} returned a non-JSON body: {resp.text[:200]!r}") from None
 
     # ---- API ----------------------------------------------------------------------------------------------------
     async def agenerate(self, request: GenerationRequest) -> GenerationResult:

@@ -232,7 +232,7 @@ class BackgroundServer:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", required=True, help="Hugging Face model directory (e.g. results/models/tiny)")
+    p.add_argument("--model", help="Hugging Face model directory (default: engine.model of --config)")
     p.add_argument("--host", default="127.0.0.1", help="bind address (default: loopback only)")
     p.add_argument(
         "--port", type=int, default=8000, help="port (default 8000; 0 picks a free one and prints it)"
@@ -240,9 +240,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--served-model-name", default=None, help="model name clients send (default: the dir name)"
     )
-    p.add_argument("--device", default="auto", help="cpu | cuda | auto (default: cuda when available)")
-    p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
-    p.add_argument("--max-batch-size", type=int, default=32, help="most sequences decoded together")
+    p.add_argument("--device", help="cpu | cuda | auto (default: engine.device, auto = cuda when available)")
+    p.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"], help="default: engine.dtype")
+    p.add_argument("--max-batch-size", type=int, help="most sequences decoded together (default: engine.max_batch_size)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -251,6 +251,13 @@ def run(args: argparse.Namespace) -> int:
     from asearcher.errors import UserFacingError
     from asearcher.llm.transformers_engine import TransformersEngine
 
+    from asearcher.config import load_config
+
+    eng = load_config(args.config, args.overrides).engine  # defaults for the options not given
+    args.model = args.model or eng.model
+    args.device = args.device or eng.device
+    args.dtype = args.dtype or eng.dtype
+    args.max_batch_size = args.max_batch_size or eng.max_batch_size
     if not Path(args.model).is_dir():
         raise UserFacingError(
             f"--model {args.model}: not a directory (build one with `asearcher tiny-model`)"

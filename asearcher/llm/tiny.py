@@ -9,7 +9,7 @@ The tokenizer mirrors Qwen2's pipeline (NFC normalizer, Qwen's split regex, byte
 a single added token that still decodes as text, so stop strings like "</search>" end on a token boundary.
 
 Example:
-  asearcher tiny-model --corpus data/ASearcher-Local-Knowledge/wiki_corpus.jsonl --output results/models/tiny \\
+  asearcher tiny-model --corpus results/releases/ASearcher-Local-Knowledge/wiki_corpus.jsonl --output results/models/tiny \\
       --config configs/default.yaml
 """
 
@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
-import shutil
 from pathlib import Path
 from typing import Any
 
 from asearcher.errors import UserFacingError
 from asearcher.utils.jsonl import iter_jsonl, write_json
+from asearcher.utils.atomic import atomic_dir
 
 log = logging.getLogger(__name__)
 
@@ -145,11 +144,6 @@ def build_tiny_model(corpus: str | Path, output: str | Path, cfg: Any = None) ->
     tokenizer = train_tokenizer(texts, cfg.vocab_size)
     model = build_model(tokenizer, cfg)
     output = Path(output)
-    tmp = output.with_name(f".{output.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
     meta = {
         "params": sum(p.numel() for p in model.parameters()),
         "vocab_size": len(tokenizer),
@@ -160,10 +154,10 @@ def build_tiny_model(corpus: str | Path, output: str | Path, cfg: Any = None) ->
         "config": cfg.model_dump(),
         "tags": TAGS,
     }
-    write_json(tmp / META_FILE, meta)
-    if output.exists():
-        shutil.rmtree(output)
-    os.replace(tmp, output)
+    with atomic_dir(output) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        write_json(tmp / META_FILE, meta)
     log.info("tiny model: %d params, vocab %d -> %s", meta["params"], meta["vocab_size"], output)
     return meta
 
@@ -171,10 +165,6 @@ def build_tiny_model(corpus: str | Path, output: str | Path, cfg: Any = None) ->
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--corpus", required=True, help="wiki_corpus.jsonl (rows with a 'contents' field)")
     p.add_argument("--output", required=True, help="output directory (a Hugging Face model dir)")
-    p.add_argument(
-        "--config", default=None, help="run config YAML; its tiny_model section sets sizes and seed"
-    )
-    p.add_argument("overrides", nargs="*", help="config overrides, e.g. tiny_model.vocab_size=1024")
 
 
 def run(args: argparse.Namespace) -> int:

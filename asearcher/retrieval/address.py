@@ -3,9 +3,10 @@ clients glob `Host*_IP*.txt` in $RAG_SERVER_ADDR_DIR to find servers."""
 
 from __future__ import annotations
 
-import os
 import socket
 from pathlib import Path
+
+from asearcher.utils.atomic import atomic_write_text
 
 ADDR_DIR_ENV = "RAG_SERVER_ADDR_DIR"
 URL_ENV = "ASEARCHER_RETRIEVAL_URL"
@@ -27,10 +28,8 @@ def address_file(addr_dir: str | Path, ip: str, port: int) -> Path:
 
 def write_address(addr_dir: str | Path, ip: str, port: int) -> Path:
     path = address_file(addr_dir, ip, port)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(f"{ip}:{port}")
-    os.replace(tmp, path)  # a globbing client never sees a half-written file (the .tmp does not match)
+    # a globbing client never sees a half-written file (the temp name does not match Host*_IP*.txt)
+    atomic_write_text(path, f"{ip}:{port}")
     return path
 
 

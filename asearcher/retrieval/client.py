@@ -11,7 +11,6 @@ import asyncio
 import logging
 import os
 import random
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from typing import Any
 import httpx
 
 from asearcher.errors import UserFacingError
+from asearcher.utils.retry import aretrying, retrying
 
 from .address import ADDR_DIR_ENV, URL_ENV, read_addresses
 
@@ -42,6 +42,10 @@ class RetrievalRequestError(RetrievalError):
 
 class _ServerError(Exception):
     """A 5xx answer (retried)."""
+
+
+# transport failures, 5xx, and a 2xx whose body is not the expected JSON: retried (a 4xx is not)
+_RETRYABLE = (httpx.TransportError, _ServerError, ValueError, KeyError)
 
 
 class NoRetrievalServerError(UserFacingError, RetrievalError):
@@ -129,37 +133,35 @@ class RetrievalClient:
             raise _ServerError(f"HTTP {resp.status_code}: {self._message(resp)}")
         return resp.json()["result"]
 
-    def _failed(self, attempt: int, path: str, err: Exception, errors: list[str]) -> float:
-        errors.append(f"{self.base_url}{path}: {type(err).__name__}: {err}")
-        if attempt >= self.max_retries:
-            raise RetrievalError(
-                f"retrieval request failed after {attempt + 1} attempts: " + " | ".join(errors)
-            ) from err
-        if len(self.base_urls) > 1:
-            self._current = (self._current + 1) % len(self.base_urls)
-        return self.backoff_s * (2**attempt)
+    def _retry_policy(self, path: str, errors: list[str]) -> dict:
+        def on_failure(attempt: int, err: BaseException) -> None:
+            errors.append(f"{self.base_url}{path}: {type(err).__name__}: {err}")
+            if len(self.base_urls) > 1:  # fail over to the next server
+                self._current = (self._current + 1) % len(self.base_urls)
+
+        return dict(max_retries=self.max_retries, backoff_s=self.backoff_s, retry_on=_RETRYABLE, on_failure=on_failure)
+
+    def _exhausted(self, errors: list[str]) -> RetrievalError:
+        return RetrievalError(f"retrieval request failed after {len(errors)} attempts: " + " | ".join(errors))
 
     async def _apost(self, path: str, payload: dict) -> Any:
         errors: list[str] = []
-        for attempt in range(self.max_retries + 1):
-            try:
-                resp = await self._get_aclient().post(self.base_url + path, json=payload)
-                return self._check(resp)
-            except RetrievalRequestError:
-                raise
-            except (httpx.TransportError, _ServerError, ValueError, KeyError) as e:
-                await asyncio.sleep(self._failed(attempt, path, e, errors))
+        try:
+            async for attempt in aretrying(**self._retry_policy(path, errors)):
+                with attempt:
+                    return self._check(await self._get_aclient().post(self.base_url + path, json=payload))
+        except _RETRYABLE as e:
+            raise self._exhausted(errors) from e
         raise AssertionError("unreachable")
 
     def _post(self, path: str, payload: dict) -> Any:
         errors: list[str] = []
-        for attempt in range(self.max_retries + 1):
-            try:
-                return self._check(self._get_client().post(self.base_url + path, json=payload))
-            except RetrievalRequestError:
-                raise
-            except (httpx.TransportError, _ServerError, ValueError, KeyError) as e:
-                time.sleep(self._failed(attempt, path, e, errors))
+        try:
+            for attempt in retrying(**self._retry_policy(path, errors)):
+                with attempt:
+                    return self._check(self._get_client().post(self.base_url + path, json=payload))
+        except _RETRYABLE as e:
+            raise self._exhausted(errors) from e
         raise AssertionError("unreachable")
 
     @staticmethod

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import numpy as np
 
 from asearcher.config import DenseConfig
 from asearcher.errors import UserFacingError
+from asearcher.utils.atomic import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +93,7 @@ def build_dense_index(
 ) -> dict:
     """Encode the corpus into `work_dir` (resumable per shard), then write faiss.index + doc_offsets.npy."""
     import faiss
-    from tqdm import tqdm
+    from asearcher.utils.progress import progress as progress_bar
 
     encoder = E5Encoder(cfg, device)
     shard_dir = work_dir / "emb_shards"
@@ -102,14 +102,13 @@ def build_dense_index(
     start = len(done) * EMB_SHARD_ROWS
     if start:
         log.info("resuming dense build at row %d (%d shards done)", start, len(done))
-    bar = tqdm(total=n_rows, initial=min(start, n_rows), desc="encoding passages", unit="doc")
+    bar = progress_bar(total=n_rows, initial=min(start, n_rows), desc="encoding passages", unit="doc")
     texts, offsets = [], []
 
     def flush(shard_idx: int) -> None:
         emb = encoder.encode(texts, is_query=False)
-        tmp = shard_dir / f"shard_{shard_idx:06d}.tmp.npz"
-        np.savez(tmp, emb=emb, offsets=np.asarray(offsets, dtype=np.int64))
-        os.replace(tmp, shard_dir / f"shard_{shard_idx:06d}.npz")
+        with atomic_path(shard_dir / f"shard_{shard_idx:06d}.npz", suffix=".npz") as tmp:
+            np.savez(tmp, emb=emb, offsets=np.asarray(offsets, dtype=np.int64))
         bar.update(len(texts))
         texts.clear()
         offsets.clear()

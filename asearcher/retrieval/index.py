@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import logging
-import os
 import shutil
 import time
 from pathlib import Path
@@ -25,6 +24,7 @@ import numpy as np
 
 from asearcher.config import RetrievalConfig, load_config
 from asearcher.errors import UserFacingError
+from asearcher.utils.atomic import replace_dir
 from asearcher.utils.jsonl import DataError, iter_jsonl, write_json
 
 log = logging.getLogger(__name__)
@@ -42,10 +42,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--backend", choices=["bm25", "e5"], help="bm25 (Lucene) or e5 (dense FAISS); default from config"
     )
     p.add_argument("--threads", type=int, help="indexing threads (default: retrieval.threads)")
-    p.add_argument("--config", help="run config YAML (retrieval section is used)")
-    p.add_argument(
-        "--set", action="append", default=[], metavar="KEY=VALUE", help="config override, repeatable"
-    )
     p.add_argument("--model", help="dense encoder (hub id or local dir); overrides retrieval.dense.model")
     p.add_argument("--device", help="dense encoding device (default: cuda if available, else cpu)")
     p.add_argument("--force", action="store_true", help="rebuild even if an up-to-date index exists")
@@ -61,11 +57,11 @@ def validate_corpus(corpus: Path) -> int:
     """Check every line (JSON object, string id and contents, unique ids); return the number of rows."""
     if not corpus.is_file():
         raise DataError(f"corpus {corpus} does not exist (pass --corpus path/to/wiki_corpus.jsonl)")
-    from tqdm import tqdm
+    from asearcher.utils.progress import progress as progress_bar
 
     n = 0
     id_hashes = np.zeros(1 << 16, dtype=np.int64)
-    bar = tqdm(desc=f"validating {corpus.name}", unit="row", disable=corpus.stat().st_size < (256 << 20))
+    bar = progress_bar(desc=f"validating {corpus.name}", unit="row", disable=corpus.stat().st_size < (256 << 20))
     for n, row in enumerate(iter_jsonl(corpus, require=("id", "contents")), start=1):
         if not isinstance(row["id"], str) or not row["id"]:
             raise DataError(f"{corpus}: row {n}: field 'id' must be a non-empty string, got {row['id']!r}")
@@ -225,15 +221,13 @@ def build_index(
         **extra,
     }
     write_json(work / META_FILE, meta)
-    if output.exists():
-        shutil.rmtree(output)
-    os.replace(work, output)
+    replace_dir(work, output)
     log.info("built %s index of %d docs at %s in %.1fs", backend, n_docs, output, meta["build_seconds"])
     return meta
 
 
 def run(args: argparse.Namespace) -> int:
-    cfg = load_config(args.config, args.set).retrieval
+    cfg = load_config(args.config, args.overrides).retrieval
     if args.model:
         cfg.dense.model = args.model
     meta = build_index(

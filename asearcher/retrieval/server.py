@@ -338,10 +338,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--topk", type=int, help="default topk when a request sends null (default: retrieval.topk)"
     )
     p.add_argument("--threads", type=int, help="search threads per batch (default: retrieval.threads)")
-    p.add_argument("--config", help="run config YAML (retrieval section is used)")
-    p.add_argument(
-        "--set", action="append", default=[], metavar="KEY=VALUE", help="config override, repeatable"
-    )
 
 
 def load_components(
@@ -428,7 +424,7 @@ def _has(module: str) -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
-    cfg = load_config(args.config, args.set).retrieval
+    cfg = load_config(args.config, args.overrides).retrieval
     if args.host is not None:
         cfg.server.host = args.host
     if args.port is not None:

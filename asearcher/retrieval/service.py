@@ -82,6 +82,7 @@ def running_server(
     *,
     addr_dir: str | Path | None = None,
     config: str | Path | None = None,
+    overrides: list[str] | None = None,
     retrieval: RetrievalConfig | None = None,
     host: str = "127.0.0.1",
     port: int = 0,
@@ -115,6 +116,8 @@ def running_server(
             cmd += ["--config", str(cfg_path)]
         elif config:
             cmd += ["--config", str(config)]
+        for o in overrides or []:
+            cmd += ["--set", o]
         with open(logp, "ab") as logf:
             # Own session: a Ctrl-C in the terminal reaches the command, and we stop the server ourselves.
             proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, start_new_session=True)
@@ -156,7 +159,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--addr-dir", help=f"address-file directory exported as ${ADDR_DIR_ENV} (default: a temp dir)"
     )
-    p.add_argument("--config", help="run config YAML (retrieval section is used)")
     p.add_argument("--host", default="127.0.0.1", help="bind address (default: 127.0.0.1)")
     p.add_argument(
         "--startup-timeout", type=float, default=600.0, help="seconds to wait for the server (default: 600)"
@@ -181,7 +183,8 @@ def run(args: argparse.Namespace) -> int:
     child: subprocess.Popen | None = None
     try:
         with running_server(
-            args.index, args.corpus, args.pages, addr_dir=args.addr_dir, config=args.config, host=args.host,
+            args.index, args.corpus, args.pages, addr_dir=args.addr_dir, config=args.config, overrides=args.overrides,
+            host=args.host,
             startup_timeout_s=args.startup_timeout, log_path=args.server_log,
         ) as server:  # fmt: skip
             env = {**os.environ, **server.env()}

@@ -17,8 +17,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
+from asearcher.utils.progress import progress as progress_bar
 
+from asearcher.utils.atomic import atomic_path
 from asearcher.utils.jsonl import DataError, parse_jsonl_line
 
 from .urls import page_key
@@ -88,7 +89,7 @@ class JsonlStore:
         size = self.path.stat().st_size
         with (
             open(self.path, "rb") as f,
-            tqdm(total=size, unit="B", unit_scale=True, desc=desc, disable=size < (256 << 20)) as bar,
+            progress_bar(total=size, unit="B", unit_scale=True, desc=desc, disable=size < (256 << 20)) as bar,
         ):
             offset = 0
             for lineno, raw in enumerate(f, start=1):
@@ -123,10 +124,8 @@ class JsonlStore:
             o = np.asarray(offsets, dtype=np.int64)
             order = np.argsort(h, kind="stable")  # stable: equal hashes keep file order (first row wins)
             self._hashes, self._offsets = h[order], o[order]
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cache.with_name(cache.name + ".tmp.npz")
-            np.savez(tmp, hashes=self._hashes, offsets=self._offsets)
-            os.replace(tmp, cache)
+            with atomic_path(cache, suffix=".npz") as tmp:
+                np.savez(tmp, hashes=self._hashes, offsets=self._offsets)
             log.info("%s: wrote offset index %s (%d rows)", self.name, cache, len(o))
         self._fh = open(self.path, "rb")
 

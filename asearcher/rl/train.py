@@ -20,8 +20,8 @@ Ray: starts a local Ray instance, or connects to an existing cluster when RAY_AD
 
 Examples:
   asearcher train --config configs/default.yaml --model results/models/tiny \\
-      --train data/ASearcher-train-data/ASearcher-Base-35k.jsonl --output results/rl/tiny \\
-      --retrieval-url http://127.0.0.1:8000 rl.steps=20 rl.batch_size=8 rl.group_size=4
+      --train results/releases/ASearcher-train-data/ASearcher-Base-35k.jsonl --output results/rl/tiny \\
+      --retrieval-url http://127.0.0.1:8000 --set rl.steps=20 --set rl.batch_size=8 --set rl.group_size=4
 """
 
 from __future__ import annotations
@@ -30,16 +30,15 @@ import argparse
 import asyncio
 import logging
 import os
-import shutil
 from pathlib import Path
 
 from asearcher.errors import UserFacingError
+from asearcher.utils.atomic import atomic_dir
 
 log = logging.getLogger(__name__)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", help="YAML run config (default: built-in defaults)")
     p.add_argument("--model", required=True, help="initial policy: model directory (or hub id)")
     p.add_argument(
         "--train", required=True, help="training questions JSONL (question + answer/answers per row)"
@@ -62,11 +61,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--trainer-factory",
         metavar="MODULE:ATTR",
         help="plug-in: callable(model_path, rl_cfg, device=, seed=) returning a Trainer. "
-        "Default: asearcher.rl.trainer.make_trainer.",
-    )
-    p.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
-    p.add_argument(
-        "overrides", nargs="*", help="config overrides key=value, e.g. rl.steps=10 rl.batch_size=8"
+        "Default: asearcher.rl.trainers.make_trainer.",
     )
 
 
@@ -87,11 +82,12 @@ def _ray_init() -> None:
 
 def run(args: argparse.Namespace) -> int:
     from asearcher.config import load_config
-    from asearcher.rl.checkpoint import checkpoint_metrics, latest_checkpoint, load_checkpoint
-    from asearcher.rl.controller import Controller
-    from asearcher.rl.dataset import QuestionStream, load_train_rows
-    from asearcher.rl.metrics_log import MetricsLogger
-    from asearcher.rl.rollout import DefaultRolloutFactory, load_object, spawn_worker
+    from asearcher.rl.system.checkpoint import checkpoint_metrics, latest_checkpoint, load_checkpoint
+    from asearcher.rl.system.controller import Controller
+    from asearcher.rl.system.dataset import QuestionStream, load_train_rows
+    from asearcher.rl.system.metrics_log import MetricsLogger
+    from asearcher.rl.system.rollout import DefaultRolloutFactory, spawn_worker
+    from asearcher.utils.registry import load_object
 
     cfg = load_config(args.config, args.overrides)
     rl = cfg.rl
@@ -109,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
     except (ImportError, AttributeError, ValueError) as e:
         raise UserFacingError(f"--trainer-factory {args.trainer_factory!r}: {e}") from None
     if make is None:
-        from asearcher.rl.trainer import make_trainer as make
+        from asearcher.rl.trainers import make_trainer as make
     device = "cuda" if rl.trainer_gpus > 0 else "cpu"
     trainer = make(args.model, rl, device=device, seed=cfg.seed)
 
@@ -173,15 +169,13 @@ def run(args: argparse.Namespace) -> int:
         asyncio.run(_main())
     finally:
         metrics.close()
-    final, tmp = out / "final", out / ".final.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    trainer.save_hf(str(tmp))
-    shutil.rmtree(final, ignore_errors=True)
-    tmp.rename(final)
+    final = out / "final"
+    with atomic_dir(final) as tmp:
+        trainer.save_hf(str(tmp))
     close = getattr(trainer, "close", None)
     if close is not None:
         close()
-    from asearcher.rl.curves import write_run_summary
+    from asearcher.rl.system.curves import write_run_summary
 
     summary = write_run_summary(out, metrics.rows, title=f"{cfg.name}: {args.model}")
     print(f"trained {trainer.version} steps; model in {final}, metrics in {out / 'metrics.jsonl'}, "

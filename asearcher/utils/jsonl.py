@@ -1,15 +1,15 @@
-"""JSONL reading and atomic writing. A bad line is an error naming file and line: nothing is silently dropped."""
+"""JSONL reading and (atomic) writing. A bad line is an error naming file and line: nothing is silently dropped."""
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from asearcher.errors import UserFacingError
+from asearcher.utils.atomic import atomic_write_text
 
 
 class DataError(UserFacingError, ValueError):
@@ -57,23 +57,6 @@ def iter_jsonl(path: str | Path, *, require: Iterable[str] = (), limit: int | No
 
 def read_jsonl(path: str | Path, **kw: Any) -> list[dict]:
     return list(iter_jsonl(path, **kw))
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write via a temp file + rename so readers never see a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with open(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def write_jsonl(path: str | Path, rows: Iterable[dict]) -> None:

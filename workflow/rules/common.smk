@@ -1,10 +1,13 @@
-# Helpers shared by the rule modules (config validation, paths, the merged config file).
+# Helpers shared by the rule modules (config validation, paths, the `enabled` switch of the optional stages, the
+# merged config, the input and params functions the rules call: no lambdas inside rules).
+#
+# Nothing here writes a file: parsing the workflow (`snakemake -n`, `snakemake --lint`) leaves the tree as it is.
+# The merged config is the output of the `merged_config` rule (rules/config.smk).
 
 import hashlib
 import json
 import os
 import sys
-from pathlib import Path
 
 import yaml
 from snakemake.utils import validate
@@ -21,74 +24,250 @@ CFG = config_from_dict(config, source="snakemake config")
 R = CFG.results_dir
 RUN = f"{R}/{CFG.name}"
 RELEASES = f"{R}/releases"
-CORPUS = f"{RELEASES}/ASearcher-Local-Knowledge/wiki_corpus.jsonl"
-PAGES = f"{RELEASES}/ASearcher-Local-Knowledge/wiki_webpages.jsonl"
+# The three upstream releases: folder under results/releases/ -> `asearcher fetch-data --release` name.
+RELEASE_NAMES = {
+    "ASearcher-Local-Knowledge": "local-knowledge",
+    "ASearcher-test-data": "test-data",
+    "ASearcher-train-data": "train-data",
+}
+LOCAL_KNOWLEDGE = f"{RELEASES}/ASearcher-Local-Knowledge/manifest.json"
+TEST_DATA = f"{RELEASES}/ASearcher-test-data/manifest.json"
+TRAIN_DATA = f"{RELEASES}/ASearcher-train-data/manifest.json"
 INDEX = f"{R}/index/{CFG.retrieval.backend}"
 TINY = f"{R}/models/tiny"
 SETTING = f"{CFG.agent.kind}-{CFG.retrieval.backend}-top{CFG.agent.topk}"
 
+# Rule logs: logs/<rule>/<key>.log; Snakemake benchmark records (runtime, memory) of the heavy rules:
+# logs/benchmarks/<rule>/<key>.tsv. Both relative to the working directory (git-ignored), keyed by the run name
+# or the rule's wildcards. (The top-level benchmarks/ folder holds the performance scripts, not these records.)
+LOGS = "logs"
+BENCHMARKS = "logs/benchmarks"
 
-def _write_if_changed(path, text):
-    p = Path(path)
-    if not p.exists() or p.read_text() != text:
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_text(text)
+
+# ---- optional stages ------------------------------------------------------------------------------------------
+# Every optional stage switches on the `enabled` flag of its config section, read through enabled():
+#   retrieval  build_index, retrieval_check, and the retrieval server around the stages that search
+#              (null in the config: follows tools.backend, resolved by the typed config)
+#   rl.sft     the SFT warm start (RL then starts from its output)
+#   rl         the RL stage (train)
+#   eval       evaluation of `models` x `eval.benchmarks`
+STAGES = ("retrieval", "rl.sft", "rl", "eval")
 
 
-# The merged, fully-defaulted config that every stage reads (rewritten only when it changes, so its mtime
-# does not trigger reruns; per-rule params carry a hash of the sections each rule depends on instead).
+def enabled(section):
+    """Whether an optional stage is on: the `enabled` flag of config section `section` (dotted, e.g. 'rl.sft')."""
+    if section not in STAGES:
+        raise ValueError(f"enabled({section!r}): not an optional stage; one of {', '.join(STAGES)}")
+    node = CFG
+    for part in section.split("."):
+        node = getattr(node, part)
+    return bool(node.enabled)
+
+
+if CFG.tools.backend == "local" and not enabled("retrieval"):
+    raise ValueError(
+        "config: retrieval.enabled is false, but tools.backend 'local' searches the local retrieval server "
+        "(set retrieval.enabled to true or null, or tools.backend to 'web')"
+    )
+
+# What each switchable stage of this run produces; a model under a disabled stage's output is not evaluated.
+STAGE_OUTPUTS = {"rl.sft": f"{RUN}/sft/", "rl": f"{RUN}/train/"}
+
+
+def from_disabled_stage(path):
+    return any(path.startswith(prefix) and not enabled(s) for s, prefix in STAGE_OUTPUTS.items())
+
+
+EVAL_MODELS = [name for name, m in CFG.models.items() if not from_disabled_stage(m.model)]
+
+
+# ---- the merged config ------------------------------------------------------------------------------------------
+# The merged, fully-defaulted config that every stage reads, results/<run>/config.yaml, is the output of the
+# `merged_config` rule in rules/config.smk. Its params carry a hash of the text, so Snakemake rewrites the file
+# exactly when the config changes. Each stage takes the file as its `cfg` input and carries a `cfg_hash` param, a
+# hash of only the config sections the stage depends on (STAGE_SECTIONS): a stage reruns when (and only when)
+# those change, and an unchanged config reruns nothing. The `cfg` input is ancient(), so a rewritten file reruns
+# no stage by its mtime, except for a stage whose sections differ from the merged config on disk (read here,
+# never written). Snakemake does not weigh the params of a job whose only input from a job about to run is
+# ancient (snakemake issue 4166), so such a stage sees the rewrite as an updated input and reruns in the same
+# invocation.
 MERGED_CONFIG = f"{RUN}/config.yaml"
-_write_if_changed(MERGED_CONFIG, yaml.safe_dump(CFG.model_dump(mode="json"), sort_keys=False))
+MERGED_CONFIG_TEXT = yaml.safe_dump(CFG.model_dump(mode="json"), sort_keys=False)
+MERGED_CONFIG_SHA256 = hashlib.sha256(MERGED_CONFIG_TEXT.encode()).hexdigest()
+
+STAGE_SECTIONS = {
+    "fetch_data": ("data",),
+    "build_index": ("retrieval",),
+    "retrieval_check": ("retrieval",),
+    "tiny_model": ("tiny_model",),
+    "sft": ("rl", "agent"),
+    "train": ("rl", "agent", "engine"),
+    "eval": ("eval", "agent", "retrieval"),
+}
+
+
+def _sections_hash(dump, names):
+    """Hash of config sections of a merged config dump. The stage switches `enabled` of retrieval, rl and eval
+    are left out, so turning a stage on or off reruns no other stage (rl.sft.enabled stays in: it changes what
+    RL starts from)."""
+    blob = {}
+    for name in names:
+        section = dict(dump.get(name) or {})
+        if name in ("retrieval", "rl", "eval"):
+            section.pop("enabled", None)
+        blob[name] = section
+    return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def section_hash(*names):
-    """Hash of config sections: a rule reruns when (and only when) the sections it uses change."""
-    blob = json.dumps({n: getattr(CFG, n).model_dump(mode="json") for n in names}, sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+    """Hash of the current config's sections `names`."""
+    return _sections_hash(CFG.model_dump(mode="json"), names)
 
 
-def model_path(name):
-    """Engine model path of an evaluated model (config `models`, or the RL output for 'trained')."""
-    return CFG.models[name].model
+def config_hash(rule):
+    """A stage's `cfg_hash` param: the hash of the sections it depends on."""
+    return section_hash(*STAGE_SECTIONS[rule])
 
 
-def model_inputs(wildcards):
-    return local_model(model_path(wildcards.model))
+def _merged_config_on_disk():
+    try:
+        with open(MERGED_CONFIG) as f:
+            dump = yaml.safe_load(f)
+    except (OSError, yaml.YAMLError):
+        return None
+    return dump if isinstance(dump, dict) else None
 
 
+_ON_DISK = _merged_config_on_disk()
+
+
+def config_input(rule):
+    """A stage's `cfg` input: the merged config, ancient() unless the stage's sections differ from those of the
+    merged config on disk (see above)."""
+    names = STAGE_SECTIONS[rule]
+    if _ON_DISK is not None and _sections_hash(_ON_DISK, names) != section_hash(*names):
+        return MERGED_CONFIG
+    return ancient(MERGED_CONFIG)
+
+
+def write_merged_config(path, log):
+    """The merged_config rule's body: write the merged config (atomically) and say so in the log."""
+    tmp = f"{path}.tmp"
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    with open(tmp, "w") as f:
+        f.write(MERGED_CONFIG_TEXT)
+    os.replace(tmp, path)
+    with open(log, "w") as f:
+        f.write(f"wrote {path} (sha256 {MERGED_CONFIG_SHA256})\n")
+
+
+# ---- models -----------------------------------------------------------------------------------------------------
 def local_model(path):
     """A model this DAG produces (this run's outputs or the tiny model) is an input; a hub id or another
     run's output (e.g. the stage-1 policy of a curriculum) is not, and the stage checks it exists."""
     return [path] if path.startswith(f"{RUN}/") or path == TINY else []
 
 
-LOCAL_SEARCH = CFG.tools.backend == "local"
-# Stages that search the local corpus get the index, corpus and pages as inputs and the server around them.
-RETRIEVAL_INPUTS = dict(index=INDEX, corpus=CORPUS, pages=PAGES) if LOCAL_SEARCH else {}
+BASE_MODEL = CFG.engine.model
+RL_INIT = f"{RUN}/sft/model" if enabled("rl.sft") else BASE_MODEL
+# CPU smoke: RL on the questions the SFT oracle could answer from the small corpus (see rl.sft.rl_on_answerable).
+RL_ON_ANSWERABLE = enabled("rl.sft") and CFG.rl.sft.rl_on_answerable
 
 
-def with_retrieval(input):
-    """Prefix that runs a command with the retrieval server started around it (and stopped after)."""
-    if not LOCAL_SEARCH:
+def eval_model_input(wildcards):
+    """eval: the evaluated model when this DAG produces it (config `models`, or the RL output for 'trained')."""
+    return local_model(CFG.models[wildcards.model].model)
+
+
+def sft_base_model(wildcards, input):
+    """sft --model: the base model (its `model` input when this DAG produces it, else the engine's model id)."""
+    return input.model[0] if input.model else BASE_MODEL
+
+
+def rl_init_model(wildcards, input):
+    """train --model: the SFT output when the warm start is on, else the base model."""
+    return input.model[0] if input.model else RL_INIT
+
+
+# ---- data -------------------------------------------------------------------------------------------------------
+# Stages that search the local corpus get the index and the Local-Knowledge release as inputs and the retrieval
+# server around them.
+RETRIEVAL_INPUTS = dict(index=INDEX, knowledge=LOCAL_KNOWLEDGE) if enabled("retrieval") else {}
+
+
+def fetch_release_name(wildcards):
+    return RELEASE_NAMES[wildcards.release]
+
+
+def fetch_output_dir(wildcards, output):
+    """fetch-data --output: the parent of the release folders."""
+    return os.path.dirname(os.path.dirname(output.manifest))
+
+
+def releases_dir(wildcards, input):
+    """eval --releases: the parent of the release folders, from the test-data manifest."""
+    return os.path.dirname(os.path.dirname(input.test))
+
+
+def _release_file(manifest, name):
+    return os.path.join(os.path.dirname(manifest), name)
+
+
+def corpus_file(wildcards, input):
+    """The corpus of the Local-Knowledge release (the `knowledge` input is its manifest, written last)."""
+    return _release_file(input.knowledge, "wiki_corpus.jsonl")
+
+
+def sft_train_file(wildcards, input):
+    """sft --train: rl.train_file of the train-data release."""
+    return _release_file(input.train, CFG.rl.train_file)
+
+
+def rl_train_file(wildcards, input):
+    """train --train: the SFT output's answerable questions (CPU smoke, rl.sft.rl_on_answerable), else
+    rl.train_file of the train-data release."""
+    if RL_ON_ANSWERABLE:
+        return os.path.join(input.model[0], "answerable.jsonl")
+    return _release_file(input.train, CFG.rl.train_file)
+
+
+def output_dir(wildcards, output):
+    """The directory of a stage's first output (`--output` of eval and train)."""
+    return os.path.dirname(output[0])
+
+
+def with_retrieval(wildcards, input):
+    """params function: the prefix that runs a command with the retrieval server started around it (and
+    stopped after), or nothing when the retrieval stage is off."""
+    if not enabled("retrieval"):
         return ""
     return (
-        f"asearcher with-retrieval --index {input.index} --corpus {input.corpus} --pages {input.pages} "
-        f"--config {MERGED_CONFIG} --"
+        f"asearcher --no-progress with-retrieval --index {input.index} "
+        f"--corpus {_release_file(input.knowledge, 'wiki_corpus.jsonl')} "
+        f"--pages {_release_file(input.knowledge, 'wiki_webpages.jsonl')} --config {input.cfg} --"
     )
 
 
+# ---- targets ----------------------------------------------------------------------------------------------------
 def get_final_outputs():
-    outs = [f"{RUN}/retrieval_check.json"] if LOCAL_SEARCH else []
-    outs += expand(
-        f"{R}/eval/{{model}}/{SETTING}/{{benchmark}}/aggregate.json",
-        model=list(CFG.models),
-        benchmark=CFG.eval.benchmarks,
-    )
-    if CFG.rl.steps > 0 and any(m.model.startswith(f"{RUN}/train") for m in CFG.models.values()):
+    """The targets of the `all` rule (the product of every enabled stage)."""
+    outs = [MERGED_CONFIG]
+    if enabled("retrieval"):
+        outs.append(f"{RUN}/retrieval_check.json")
+    if enabled("rl.sft"):
+        outs.append(f"{RUN}/sft/model")
+    if enabled("rl"):
         outs.append(f"{RUN}/train/metrics.jsonl")
+    if enabled("eval"):
+        outs += expand(
+            f"{R}/eval/{{model}}/{SETTING}/{{benchmark}}/aggregate.json",
+            model=EVAL_MODELS,
+            benchmark=CFG.eval.benchmarks,
+        )
     return outs
 
 
+# ---- cluster resources ------------------------------------------------------------------------------------------
 def _gpu_resources(gpus_per_job, nodes, runtime):
     """SLURM resources for a GPU job; CPU-only jobs ask for nothing beyond the defaults."""
     res = {"runtime": runtime}

@@ -1,55 +1,27 @@
 # Obtain the upstream releases in their own layouts (hub, or a local mirror via data.mirror / $ASEARCHER_MIRROR),
-# each with a manifest of files, sizes and checksums.
+# each with a manifest of files, sizes and checksums. One rule over the three releases; the manifest is written
+# last, so it stands for the whole release folder (the Local-Knowledge corpus and pages included).
 
 
 localrules:
-    fetch_local_knowledge,
-    fetch_test_data,
-    fetch_train_data,
+    fetch_data,
 
 
-rule fetch_local_knowledge:
+rule fetch_data:
+    input:
+        cfg=config_input("fetch_data"),
     output:
-        corpus=CORPUS,
-        pages=PAGES,
-        manifest=f"{RELEASES}/ASearcher-Local-Knowledge/manifest.json",
+        manifest=f"{RELEASES}/{{release}}/manifest.json",
     log:
-        f"{R}/logs/fetch/local-knowledge.log",
+        f"{LOGS}/fetch_data/{{release}}.log",
+    wildcard_constraints:
+        release="|".join(RELEASE_NAMES),
     conda:
-        "../../environment.yml"
+        "../envs/fetch.yaml"
     params:
-        outdir=lambda w, output: os.path.dirname(os.path.dirname(output.manifest)),
-        cfg=MERGED_CONFIG,
-        cfg_hash=section_hash("data"),
+        release=fetch_release_name,
+        outdir=fetch_output_dir,
+        cfg_hash=config_hash("fetch_data"),
     shell:
-        "asearcher fetch-data --release local-knowledge --output {params.outdir} --config {params.cfg} > {log} 2>&1"
-
-
-rule fetch_test_data:
-    output:
-        manifest=f"{RELEASES}/ASearcher-test-data/manifest.json",
-    log:
-        f"{R}/logs/fetch/test-data.log",
-    conda:
-        "../../environment.yml"
-    params:
-        outdir=lambda w, output: os.path.dirname(os.path.dirname(output.manifest)),
-        cfg=MERGED_CONFIG,
-        cfg_hash=section_hash("data"),
-    shell:
-        "asearcher fetch-data --release test-data --output {params.outdir} --config {params.cfg} > {log} 2>&1"
-
-
-rule fetch_train_data:
-    output:
-        manifest=f"{RELEASES}/ASearcher-train-data/manifest.json",
-    log:
-        f"{R}/logs/fetch/train-data.log",
-    conda:
-        "../../environment.yml"
-    params:
-        outdir=lambda w, output: os.path.dirname(os.path.dirname(output.manifest)),
-        cfg=MERGED_CONFIG,
-        cfg_hash=section_hash("data"),
-    shell:
-        "asearcher fetch-data --release train-data --output {params.outdir} --config {params.cfg} > {log} 2>&1"
+        "asearcher --no-progress fetch-data --release {params.release} --output {params.outdir} "
+        "--config {input.cfg} > {log} 2>&1"

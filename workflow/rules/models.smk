@@ -3,15 +3,17 @@
 
 rule tiny_model:
     input:
-        corpus=CORPUS,
+        knowledge=LOCAL_KNOWLEDGE,
+        cfg=config_input("tiny_model"),
     output:
         directory(TINY),
     log:
-        f"{R}/logs/tiny_model.log",
+        f"{LOGS}/tiny_model/tiny.log",
     conda:
-        "../../environment.yml"
+        "../envs/model.yaml"
     params:
-        cfg=MERGED_CONFIG,
-        cfg_hash=section_hash("tiny_model"),
+        corpus=corpus_file,
+        cfg_hash=config_hash("tiny_model"),
     shell:
-        "asearcher tiny-model --corpus {input.corpus} --output {output} --config {params.cfg} > {log} 2>&1"
+        "asearcher --no-progress tiny-model --corpus {params.corpus} --output {output} --config {input.cfg} "
+        "> {log} 2>&1"

@@ -1,0 +1,172 @@
+"""Rollout workers: Ray async actors that each host an inference engine, an agent and a tool backend.
+
+A worker runs many questions at once (each a group of `group_size` trajectories run concurrently), scores
+every trajectory and returns an `rl.types.Group`. `update_weights` may arrive while groups are in flight:
+the engine swaps weights between decoding steps and the running trajectories carry on under the new policy,
+each token recording the version that produced it.
+
+What a worker hosts comes from a picklable *factory* (`build(worker_index) -> RolloutComponents`), so the
+same worker runs the real stack (`DefaultRolloutFactory`: make_engine + make_agent + LocalTools on the
+retrieval server) or test/benchmark doubles.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import random
+import time
+from dataclasses import dataclass
+from typing import Any
+from collections.abc import Awaitable, Callable
+
+import ray
+
+from asearcher.agent.trajectory import Trajectory
+from asearcher.llm.engine import SamplingParams
+from asearcher.rl.algo.types import Group, ScoredTrajectory
+
+# async: a judge reward awaits an LLM call on the worker's event loop
+ScoreFn = Callable[[Trajectory, dict[str, Any]], Awaitable[tuple[float, dict[str, Any]]]]
+
+
+def traj_seed(base_seed: int, index: int, sample_idx: int) -> int:
+    """Seed of one trajectory from (run seed, question draw number, sample index): worker-independent."""
+    h = hashlib.sha256(f"{base_seed}:{index}:{sample_idx}".encode()).digest()
+    return int.from_bytes(h[:4], "little") & 0x7FFFFFFF
+
+
+@dataclass
+class RolloutComponents:
+    engine: Any  # asearcher.llm.engine.InferenceEngine
+    agent: Any  # asearcher.agent.base.Agent
+    tools: Any  # asearcher.tools.base.ToolBackend
+    score: ScoreFn  # async (trajectory, question dict) -> (reward, info)
+    max_new_tokens: int = 1024
+    judge: Any = None  # asearcher.eval.judge.Judge when the reward is judged (closed with the worker)
+
+
+class DefaultRolloutFactory:
+    """The real stack: the configured engine, the configured agent, local retrieval tools, paper rewards.
+    With rl.reward=judge each worker builds its own LLM judge from `judge_cfg` (the eval.judge section)."""
+
+    def __init__(
+        self, engine_cfg: Any, agent_cfg: Any, rl_cfg: Any, retrieval_url: str | None, judge_cfg: Any = None
+    ):
+        self.engine_cfg = engine_cfg
+        self.agent_cfg = agent_cfg
+        self.rl_cfg = rl_cfg
+        self.retrieval_url = retrieval_url
+        self.judge_cfg = judge_cfg
+
+    def build(self, worker_index: int) -> RolloutComponents:
+        from asearcher.agent import make_agent  # heavy imports stay inside the worker process
+        from asearcher.llm.factory import make_engine
+        from asearcher.rl.algo.rewards import ascore_trajectory
+        from asearcher.tools.local import LocalTools
+
+        engine = make_engine(self.engine_cfg)
+        agent = make_agent(self.agent_cfg, engine.tokenizer)
+        # no URL: discovered from $ASEARCHER_RETRIEVAL_URL / $RAG_SERVER_ADDR_DIR in the worker's environment
+        tools = LocalTools(base_url=self.retrieval_url) if self.retrieval_url else LocalTools()
+        rl_cfg, judge = self.rl_cfg, None
+        if rl_cfg.reward == "judge":
+            from asearcher.eval.judge import make_judge
+
+            if self.judge_cfg is None:
+                raise ValueError("rl.reward is 'judge' but no judge settings were given (the eval.judge section)")
+            judge = make_judge(self.judge_cfg)
+
+        async def score(traj: Trajectory, q: dict[str, Any]) -> tuple[float, dict[str, Any]]:
+            return await ascore_trajectory(traj, q["answers"], q.get("aug_answers") or [], rl_cfg, judge=judge)
+
+        return RolloutComponents(engine, agent, tools, score, max_new_tokens=self.agent_cfg.max_new_tokens,
+                                 judge=judge)
+
+
+class RolloutWorkerImpl:
+    """The worker logic (plain class, so it can run in-process too); `RolloutWorker` is its Ray actor."""
+
+    def __init__(self, factory: Any, worker_index: int, group_size: int, temperature: float, base_seed: int):
+        self.worker_index = worker_index
+        self.group_size = group_size
+        self.temperature = temperature
+        self.base_seed = base_seed
+        self.c: RolloutComponents = factory.build(worker_index)
+        self.in_flight = 0
+        self.groups_done = 0
+
+    def ping(self) -> dict[str, Any]:
+        return {
+            "worker": self.worker_index,
+            "pid": os.getpid(),
+            "version": self.c.engine.version,
+            "in_flight": self.in_flight,
+        }
+
+    async def update_weights(self, weights: Any, version: int) -> int:
+        await self.c.engine.update_weights(weights, version)
+        return self.c.engine.version
+
+    async def _run_one(self, q: dict[str, Any], k: int) -> ScoredTrajectory:
+        seed = traj_seed(self.base_seed, q["index"], k)
+        sampling = SamplingParams(
+            max_new_tokens=self.c.max_new_tokens, temperature=self.temperature, seed=seed
+        )
+        traj = await self.c.agent.run(
+            qid=q["qid"],
+            question=q["question"],
+            answers=q["answers"],
+            engine=self.c.engine,
+            tools=self.c.tools,
+            sampling=sampling,
+            sample_idx=k,
+            rng=random.Random(seed),
+        )
+        traj.seed = seed
+        traj.meta["index"] = q["index"]
+        reward, info = await self.c.score(traj, q)
+        return ScoredTrajectory(traj, float(reward), dict(info))
+
+    async def run_group(self, q: dict[str, Any], submit_version: int) -> Group:
+        self.in_flight += 1
+        t0 = time.time()
+        try:
+            samples = await asyncio.gather(*(self._run_one(q, k) for k in range(self.group_size)))
+        finally:
+            self.in_flight -= 1
+        self.groups_done += 1
+        return Group(
+            qid=q["qid"],
+            question=q["question"],
+            answers=list(q["answers"]),
+            samples=list(samples),
+            submit_version=submit_version,
+            meta={"index": q["index"], "worker": self.worker_index, "t_start": t0, "t_end": time.time()},
+        )
+
+    async def aclose(self) -> None:
+        for obj in (self.c.tools, self.c.engine, self.c.judge):
+            close = getattr(obj, "aclose", None)
+            if close is not None:
+                await close()
+
+
+@ray.remote(max_restarts=0)
+class RolloutWorker(RolloutWorkerImpl):
+    """Ray async actor: many `run_group` calls run concurrently on the actor's event loop."""
+
+
+def spawn_worker(
+    factory: Any,
+    worker_index: int,
+    group_size: int,
+    temperature: float,
+    base_seed: int,
+    num_gpus: float = 0,
+    max_concurrency: int = 1000,
+) -> Any:
+    return RolloutWorker.options(num_cpus=0, num_gpus=num_gpus, max_concurrency=max_concurrency).remote(
+        factory, worker_index, group_size, temperature, base_seed
+    )
