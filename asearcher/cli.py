@@ -25,10 +25,22 @@ from asearcher.utils.progress import disable_progress
 # name -> (module, one-line help). Order is the order of the pipeline.
 COMMANDS: dict[str, tuple[str, str]] = {
     "config": ("asearcher.config.cli", "validate a config, print it merged, or write its JSON schema"),
-    "fetch-data": ("asearcher.data.fetch", "obtain the upstream releases (hub or local mirror) with a manifest"),
-    "index": ("asearcher.retrieval.index", "build a Pyserini BM25 (or E5+FAISS) index over wiki_corpus.jsonl"),
-    "serve-retrieval": ("asearcher.retrieval.server", "serve /retrieve and /access over HTTP (Search-R1 API)"),
-    "with-retrieval": ("asearcher.retrieval.service", "run a command with a retrieval server started around it"),
+    "fetch-data": (
+        "asearcher.data.fetch",
+        "obtain the upstream releases (hub or local mirror) with a manifest",
+    ),
+    "index": (
+        "asearcher.retrieval.index",
+        "build a Pyserini BM25 (or E5+FAISS) index over wiki_corpus.jsonl",
+    ),
+    "serve-retrieval": (
+        "asearcher.retrieval.server",
+        "serve /retrieve and /access over HTTP (Search-R1 API)",
+    ),
+    "with-retrieval": (
+        "asearcher.retrieval.service",
+        "run a command with a retrieval server started around it",
+    ),
     "tiny-model": ("asearcher.llm.tiny", "build a tiny random-init Qwen2 model + corpus-trained tokenizer"),
     "serve-llm": ("asearcher.llm.serve", "OpenAI-compatible server backed by the transformers engine"),
     "eval": ("asearcher.eval.run", "evaluate an agent on benchmarks (Avg@k / Pass@k), resumable"),

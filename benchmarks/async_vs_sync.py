@@ -23,7 +23,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-os.environ["PYTHONPATH"] = f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"  # workers import the doubles
+os.environ["PYTHONPATH"] = (
+    f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"  # workers import the doubles
+)
 
 import ray  # noqa: E402
 
@@ -44,9 +46,15 @@ def policy_reward(trainer: TableTrainer, targets: list[int]) -> float:
 
 def run_one(eta: int, a: argparse.Namespace, seed: int, steps: int, stop_at: float | None = None) -> dict:
     """Train `steps` steps; the row at step a.steps is the side-by-side comparison, the curve gives time-to-reward."""
-    cfg = RLConfig(steps=steps, batch_size=a.batch_size, group_size=a.group_size, max_head_offpolicyness=eta,
-                   max_concurrent_rollouts=a.concurrency or a.batch_size, rollout_workers=a.workers,
-                   checkpoint_every=10**6)
+    cfg = RLConfig(
+        steps=steps,
+        batch_size=a.batch_size,
+        group_size=a.group_size,
+        max_head_offpolicyness=eta,
+        max_concurrent_rollouts=a.concurrency or a.batch_size,
+        rollout_workers=a.workers,
+        checkpoint_every=10**6,
+    )
     turns = {"kind": "tail", "p_long": a.p_long, "long_min": 40, "alpha": 2.0, "short_mean": 2.0}
     factory = SimFactory(turns, token_delay_s=a.token_delay, tool_latency_s=a.tool_latency, tokens_per_call=4)
     trainer = TableTrainer(seed=seed, lr=a.lr, train_delay_s=a.train_time)
@@ -55,14 +63,24 @@ def run_one(eta: int, a: argparse.Namespace, seed: int, steps: int, stop_at: flo
     curve: list[tuple[float, float, float]] = []  # (wall_s, policy reward, generated trajectories) per step
 
     def after_step(ctl: Controller, step: int) -> None:
-        curve.append((ctl.step_log[-1]["wall_s"], policy_reward(trainer, targets),
-                      ctl.counters["groups_admitted"] * cfg.group_size))
+        curve.append(
+            (
+                ctl.step_log[-1]["wall_s"],
+                policy_reward(trainer, targets),
+                ctl.counters["groups_admitted"] * cfg.group_size,
+            )
+        )
         if stop_at is not None and step >= a.steps and curve[-1][1] >= stop_at:
             ctl.request_stop()  # reached the reward the sync run got: enough for time-to-reward
 
-    ctl = Controller(cfg=cfg, trainer=trainer, stream=QuestionStream(rows, seed=seed),
-                     spawn_worker=lambda i: spawn_worker(factory, i, cfg.group_size, cfg.temperature, seed),
-                     after_step=after_step, progress=True)
+    ctl = Controller(
+        cfg=cfg,
+        trainer=trainer,
+        stream=QuestionStream(rows, seed=seed),
+        spawn_worker=lambda i: spawn_worker(factory, i, cfg.group_size, cfg.temperature, seed),
+        after_step=after_step,
+        progress=True,
+    )
 
     async def main():
         try:
@@ -107,7 +125,9 @@ def main() -> int:
     p.add_argument("--train-time", type=float, default=0.3, help="simulated trainer seconds per step")
     p.add_argument("--lr", type=float, default=0.3)
     p.add_argument("--questions", type=int, default=200)
-    p.add_argument("--seeds", type=int, nargs="+", default=[1, 2], help="one run per seed and mode; means shown")
+    p.add_argument(
+        "--seeds", type=int, nargs="+", default=[1, 2], help="one run per seed and mode; means shown"
+    )
     a = p.parse_args()
     ray.init(include_dashboard=False, logging_level="ERROR")
     try:
@@ -119,9 +139,18 @@ def main() -> int:
         ray.shutdown()
     print(__doc__.split("\n\n  python")[0])
     print()
-    keys = ["wall_s", "traj_per_s", "trained_traj_per_s", "steps_per_s", "trainer_idle_frac", "final_policy_reward",
-            "reward_last_third",
-            "turns_max", "token_staleness_mean", "groups_filtered"]
+    keys = [
+        "wall_s",
+        "traj_per_s",
+        "trained_traj_per_s",
+        "steps_per_s",
+        "trainer_idle_frac",
+        "final_policy_reward",
+        "reward_last_third",
+        "turns_max",
+        "token_staleness_mean",
+        "groups_filtered",
+    ]
     mean = lambda rs: {k: sum(r[k] for r in rs) / len(rs) for k in rs[0] if k != "curve"}  # noqa: E731
     sync, asyn = mean(runs[0]), mean(runs[4])
     print(f"means over seeds {a.seeds}")
@@ -133,20 +162,26 @@ def main() -> int:
     speed = asyn["steps_per_s"] / sync["steps_per_s"]
     print(f"\ntraining throughput ratio (steps/s): {speed:.2f}x (target >= 2.5x)")
     per_seed = lambda eta: ", ".join(f"{r['final_policy_reward']:.3f}" for r in runs[eta])  # noqa: E731
-    print(f"reward reached after {a.steps} steps (exact expected reward of the final weights): "
-          f"sync {sync['final_policy_reward']:.3f} [{per_seed(0)}] vs async {asyn['final_policy_reward']:.3f} "
-          f"[{per_seed(4)}] (per-seed values in brackets show the run-to-run noise)")
+    print(
+        f"reward reached after {a.steps} steps (exact expected reward of the final weights): "
+        f"sync {sync['final_policy_reward']:.3f} [{per_seed(0)}] vs async {asyn['final_policy_reward']:.3f} "
+        f"[{per_seed(4)}] (per-seed values in brackets show the run-to-run noise)"
+    )
     # Equal reward: the reward the synchronous run reached (its worst seed) and how long each mode needs for it.
     t_sync = [time_to(r["curve"], level) for r in runs[0]]
     t_async = [time_to(r["curve"], level) for r in runs[4]]
     if all(t is not None for t in t_async):
         ts, ta = sum(t_sync) / len(t_sync), sum(t_async) / len(t_async)
-        print(f"time to reach reward {level:.3f} (the sync run's final reward, worst seed): sync {ts:.1f}s, "
-              f"async {ta:.1f}s -> {ts / ta:.2f}x faster at equal reward")
+        print(
+            f"time to reach reward {level:.3f} (the sync run's final reward, worst seed): sync {ts:.1f}s, "
+            f"async {ta:.1f}s -> {ts / ta:.2f}x faster at equal reward"
+        )
     else:
         print(f"async did not reach the sync reward {level:.3f} within {2 * a.steps} steps")
-    print("reward_last_third averages the rewards of the trained samples, which under eta=4 come from policies "
-          f"~{asyn['token_staleness_mean']:.1f} versions older than the step that trains on them.")
+    print(
+        "reward_last_third averages the rewards of the trained samples, which under eta=4 come from policies "
+        f"~{asyn['token_staleness_mean']:.1f} versions older than the step that trains on them."
+    )
     return 0
 
 

@@ -64,8 +64,15 @@ class ScriptedSearchEngine(InferenceEngine):
     output token ids are the tokenizer's encoding of the scripted text, as a real engine would return.
     """
 
-    def __init__(self, tokenizer: Any, *, searches: int = 2, latency_s: float = 0.0,
-                 questions: dict[str, str] | None = None, answers: dict[str, str] | None = None):
+    def __init__(
+        self,
+        tokenizer: Any,
+        *,
+        searches: int = 2,
+        latency_s: float = 0.0,
+        questions: dict[str, str] | None = None,
+        answers: dict[str, str] | None = None,
+    ):
         self.tokenizer = tokenizer
         self.searches, self.latency_s = searches, latency_s
         self.questions = questions or {}
@@ -101,8 +108,17 @@ def ensure_tiny_model(corpus: Path, cache: Path) -> Path:
     out = cache / "tiny"
     if not (out / "config.json").exists():
         print(f"building the tiny model (tokenizer for the agent) in {out} ...", flush=True)
-        build_tiny_model(corpus, out, TinyModelConfig(vocab_size=1024, hidden_size=64, intermediate_size=128,
-                                                      tokenizer_corpus_lines=3000, max_position_embeddings=2048))
+        build_tiny_model(
+            corpus,
+            out,
+            TinyModelConfig(
+                vocab_size=1024,
+                hidden_size=64,
+                intermediate_size=128,
+                tokenizer_corpus_lines=3000,
+                max_position_embeddings=2048,
+            ),
+        )
     return out
 
 
@@ -115,8 +131,9 @@ def ensure_index(corpus: Path, index: Path) -> Path:
     return index
 
 
-async def measure(c: int, n: int, rows: list[dict], a: argparse.Namespace, tokenizer: Any, base_url: str,
-                  work: Path) -> dict[str, Any]:
+async def measure(
+    c: int, n: int, rows: list[dict], a: argparse.Namespace, tokenizer: Any, base_url: str, work: Path
+) -> dict[str, Any]:
     from asearcher.agent import make_agent
     from asearcher.config import AgentConfig
     from asearcher.eval.aggregate import seeds_for
@@ -132,16 +149,27 @@ async def measure(c: int, n: int, rows: list[dict], a: argparse.Namespace, token
     tools = LatencyTools(LocalTools(RetrievalClient(base_url)), a.tool_latency_ms / 1000)
     if a.engine == "double":
         engine: InferenceEngine = ScriptedSearchEngine(
-            tokenizer, searches=a.searches, latency_s=a.llm_latency_ms / 1000,
-            questions={str(r["id"]): r["question"] for r in rows})
+            tokenizer,
+            searches=a.searches,
+            latency_s=a.llm_latency_ms / 1000,
+            questions={str(r["id"]): r["question"] for r in rows},
+        )
     else:
         from asearcher.llm.transformers_engine import TransformersEngine
 
         engine = TransformersEngine(str(a.tiny_dir), device="cpu", max_batch_size=max(c, 1))
-    job = EvalJob(benchmark="Bamboogle", rows=rows, k=1, seeds=seeds_for(1, 1),
-                  sampling=SamplingParams(max_new_tokens=64, temperature=0.6, top_p=0.95),
-                  metrics={"f1": METRICS["f1"]}, out_dir=work / f"c{c}", card={"benchmark": {"name": "Bamboogle"}},
-                  concurrency=c, progress=False)
+    job = EvalJob(
+        benchmark="Bamboogle",
+        rows=rows,
+        k=1,
+        seeds=seeds_for(1, 1),
+        sampling=SamplingParams(max_new_tokens=64, temperature=0.6, top_p=0.95),
+        metrics={"f1": METRICS["f1"]},
+        out_dir=work / f"c{c}",
+        card={"benchmark": {"name": "Bamboogle"}},
+        concurrency=c,
+        progress=False,
+    )
     try:
         t0 = time.perf_counter()
         agg = await run_eval(job, agent=agent, engine=engine, tools=tools)
@@ -149,9 +177,16 @@ async def measure(c: int, n: int, rows: list[dict], a: argparse.Namespace, token
     finally:
         await tools.aclose()
         await engine.aclose()
-    return {"concurrency": c, "trajectories": n, "wall_s": wall, "rate": n / wall, "tool_calls": tools.calls,
-            "avg_searches": agg["stats"]["avg_searches"], "avg_turns": agg["stats"]["avg_turns"],
-            "errors": agg["errors"]}
+    return {
+        "concurrency": c,
+        "trajectories": n,
+        "wall_s": wall,
+        "rate": n / wall,
+        "tool_calls": tools.calls,
+        "avg_searches": agg["stats"]["avg_searches"],
+        "avg_turns": agg["stats"]["avg_turns"],
+        "errors": agg["errors"],
+    }
 
 
 def main() -> None:
@@ -164,7 +199,9 @@ def main() -> None:
     p.add_argument("--llm-latency-ms", type=float, default=20.0, help="engine double: sleep per LLM call")
     p.add_argument("--searches", type=int, default=2, help="engine double: searches per trajectory")
     p.add_argument("--n-serial", type=int, default=8, help="trajectories measured at 1 in flight")
-    p.add_argument("--n-parallel", type=int, default=96, help="trajectories measured at --concurrency in flight")
+    p.add_argument(
+        "--n-parallel", type=int, default=96, help="trajectories measured at --concurrency in flight"
+    )
     p.add_argument("--concurrency", type=int, default=32)
     a = p.parse_args()
 
@@ -184,11 +221,18 @@ def main() -> None:
     index = ensure_index(corpus, Path(a.index))
     rows = load_benchmark("Bamboogle", mirror / "ASearcher-test-data")
     n_max = max(a.n_serial, a.n_parallel)
-    rows = [dict(r, id=f"{r['id']}-{i // len(rows)}") for i, r in enumerate(rows * (n_max // len(rows) + 1))][:n_max]
+    rows = [dict(r, id=f"{r['id']}-{i // len(rows)}") for i, r in enumerate(rows * (n_max // len(rows) + 1))][
+        :n_max
+    ]
 
-    engine_desc = (f"engine DOUBLE (scripted: {a.searches} searches + answer, {a.llm_latency_ms:.0f} ms per call)"
-                   if a.engine == "double" else "engine: real tiny TransformersEngine (CPU)")
-    print(f"{engine_desc}; real BM25 retrieval server + {a.tool_latency_ms:.0f} ms injected latency per tool call")
+    engine_desc = (
+        f"engine DOUBLE (scripted: {a.searches} searches + answer, {a.llm_latency_ms:.0f} ms per call)"
+        if a.engine == "double"
+        else "engine: real tiny TransformersEngine (CPU)"
+    )
+    print(
+        f"{engine_desc}; real BM25 retrieval server + {a.tool_latency_ms:.0f} ms injected latency per tool call"
+    )
     with running_server(index, corpus, pages, retrieval=RetrievalConfig()) as server:
         base_url = server.url
         with tempfile.TemporaryDirectory() as tmp:
@@ -198,9 +242,11 @@ def main() -> None:
             serial = asyncio.run(measure(1, a.n_serial, rows, a, tokenizer, base_url, work))
             parallel = asyncio.run(measure(a.concurrency, a.n_parallel, rows, a, tokenizer, base_url, work))
     for r in (serial, parallel):
-        print(f"  in flight {r['concurrency']:>3}: {r['trajectories']:>4} trajectories in {r['wall_s']:6.2f} s = "
-              f"{r['rate']:6.2f} traj/s  (avg searches {r['avg_searches']:.2f}, turns {r['avg_turns']:.2f}, "
-              f"errors {r['errors']})")
+        print(
+            f"  in flight {r['concurrency']:>3}: {r['trajectories']:>4} trajectories in {r['wall_s']:6.2f} s = "
+            f"{r['rate']:6.2f} traj/s  (avg searches {r['avg_searches']:.2f}, turns {r['avg_turns']:.2f}, "
+            f"errors {r['errors']})"
+        )
     ratio = parallel["rate"] / serial["rate"]
     print(f"speed-up at {a.concurrency} in flight: {ratio:.1f}x  (target >= 8x)")
 

@@ -56,7 +56,9 @@ def format_search_results(hits: list[SearchHit] | None, doc_max_chars: int) -> s
     return info_block("\n\n".join(docs))
 
 
-def page_jobs(ok: bool, page: str | None, cfg_page_max: int, chunk_chars: int, stub_chars: int) -> list[ReadJob]:
+def page_jobs(
+    ok: bool, page: str | None, cfg_page_max: int, chunk_chars: int, stub_chars: int
+) -> list[ReadJob]:
     if not ok:
         return [ReadJob(*(2 * [info_block("Opening this URL failed; try another one.")]))]
     if not page:
@@ -74,7 +76,9 @@ class AsearcherAgent(BaseSearchAgent):
     def role_specs(self) -> dict[str, RoleSpec]:
         prompt = "asearcher.txt" if self.cfg.allow_access else "asearcher_search_only.txt"
         return {
-            "prompt": RoleSpec(prompt, frozenset({"question", "validity_note", "today"}), frozenset({"question"})),
+            "prompt": RoleSpec(
+                prompt, frozenset({"question", "validity_note", "today"}), frozenset({"question"})
+            ),
             "note_invalid": RoleSpec("asearcher_note_invalid_allowed.txt", frozenset()),
             "note_valid": RoleSpec("asearcher_note_valid.txt", frozenset()),
             "invalid": RoleSpec("asearcher_invalid.txt", frozenset({"reason", "actions"})),
@@ -86,18 +90,35 @@ class AsearcherAgent(BaseSearchAgent):
 
     def initial_prompt(self, question: str, valid: bool) -> str:
         note = self.templates["note_valid" if valid else "note_invalid"].render().strip()
-        return self.templates["prompt"].render(question=question, validity_note=note,
-                                               today=date.today().strftime("%Y.%m.%d"))
+        return self.templates["prompt"].render(
+            question=question, validity_note=note, today=date.today().strftime("%Y.%m.%d")
+        )
 
-    async def rollout(self, traj: Trajectory, question: str, engine: InferenceEngine, tools: ToolBackend,
-                      sampling: SamplingParams, rng: random.Random) -> Trajectory:
+    async def rollout(
+        self,
+        traj: Trajectory,
+        question: str,
+        engine: InferenceEngine,
+        tools: ToolBackend,
+        sampling: SamplingParams,
+        rng: random.Random,
+    ) -> Trajectory:
         valid = rng.random() < self.cfg.valid_instruction_prob
-        traj.meta.update(valid_instruction=valid, prompt_variant="valid" if valid else "invalid_allowed",
-                         allow_access=self.cfg.allow_access)
+        traj.meta.update(
+            valid_instruction=valid,
+            prompt_variant="valid" if valid else "invalid_allowed",
+            allow_access=self.cfg.allow_access,
+        )
         return await self._loop(traj, engine, tools, sampling, self.initial_prompt(question, valid))
 
-    async def _loop(self, traj: Trajectory, engine: InferenceEngine, tools: ToolBackend,
-                    sampling: SamplingParams, prompt: str) -> Trajectory:
+    async def _loop(
+        self,
+        traj: Trajectory,
+        engine: InferenceEngine,
+        tools: ToolBackend,
+        sampling: SamplingParams,
+        prompt: str,
+    ) -> Trajectory:
         cfg = self.cfg
         history = self.encode(prompt, first=True)  # token ids of everything the model has seen so far
         jobs: deque[ReadJob] = deque()
@@ -129,12 +150,16 @@ class AsearcherAgent(BaseSearchAgent):
                 jobs.append(ReadJob(block, block))
             elif action.kind == "access":
                 ok, page = await self.access(traj, tools, action.argument)
-                jobs.extend(page_jobs(ok, page, cfg.page_max_chars, cfg.page_chunk_chars, cfg.page_stub_chars))
+                jobs.extend(
+                    page_jobs(ok, page, cfg.page_max_chars, cfg.page_chunk_chars, cfg.page_stub_chars)
+                )
             elif self.ended_by_eos(call, ACT_STOP):
                 return self.finish(traj, "eos")
             elif action.kind == "invalid" or call.finish_reason != "length":
                 # a malformed action (or a stop without any action): tell the model and carry on
-                feedback = self.templates["invalid"].render(reason=action.reason, actions=actions_hint(self.allowed))
+                feedback = self.templates["invalid"].render(
+                    reason=action.reason, actions=actions_hint(self.allowed)
+                )
                 history = history + self.encode("\n\n" + info_block(feedback.strip()) + "\n\n")
                 traj.meta["invalid_actions"] = traj.meta.get("invalid_actions", 0) + 1
             # finish "length" without an action: the next turn simply continues the text

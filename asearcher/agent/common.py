@@ -84,8 +84,9 @@ class BaseSearchAgent(Agent):
         return self.encode(user_text, first=True)
 
     # ---- trajectory --------------------------------------------------------------------------------
-    def new_trajectory(self, qid: str, question: str, answers: list[str], sample_idx: int,
-                       sampling: SamplingParams) -> Trajectory:
+    def new_trajectory(
+        self, qid: str, question: str, answers: list[str], sample_idx: int, sampling: SamplingParams
+    ) -> Trajectory:
         return Trajectory(
             qid=qid,
             question=question,
@@ -94,11 +95,15 @@ class BaseSearchAgent(Agent):
             prompt_hash=self.prompt_hash,
             sample_idx=sample_idx,
             seed=sampling.seed,
-            meta={"templates": {r: {"path": str(t.path), "sha256": t.sha256} for r, t in self.templates.items()}},
+            meta={
+                "templates": {r: {"path": str(t.path), "sha256": t.sha256} for r, t in self.templates.items()}
+            },
         )
 
     @staticmethod
-    def make_rng(rng: random.Random | None, sampling: SamplingParams, qid: str, sample_idx: int) -> random.Random:
+    def make_rng(
+        rng: random.Random | None, sampling: SamplingParams, qid: str, sample_idx: int
+    ) -> random.Random:
         """The caller's rng, else one derived from (seed, qid, sample_idx): reproducible and different per
         question and sample."""
         if rng is not None:
@@ -126,8 +131,15 @@ class BaseSearchAgent(Agent):
             traj.error = f"{type(e).__name__}: {e}"
             return self.finish(traj, "error")
 
-    async def rollout(self, traj: Trajectory, question: str, engine: InferenceEngine, tools: ToolBackend,
-                      sampling: SamplingParams, rng: random.Random) -> Trajectory:
+    async def rollout(
+        self,
+        traj: Trajectory,
+        question: str,
+        engine: InferenceEngine,
+        tools: ToolBackend,
+        sampling: SamplingParams,
+        rng: random.Random,
+    ) -> Trajectory:
         """The agent's own loop, from a fresh trajectory to its finish."""
         raise NotImplementedError
 
@@ -156,8 +168,9 @@ class BaseSearchAgent(Agent):
         )
         ids = list(input_ids)
         t0 = time.time()
-        res = await engine.agenerate(GenerationRequest(input_ids=ids, sampling=params,
-                                                       rid=f"{traj.qid}#{traj.sample_idx}"))
+        res = await engine.agenerate(
+            GenerationRequest(input_ids=ids, sampling=params, rid=f"{traj.qid}#{traj.sample_idx}")
+        )
         t1 = time.time()
         text = res.text if res.text is not None else self.decode(res.output_ids)
         call = LLMCall(
@@ -194,13 +207,21 @@ class BaseSearchAgent(Agent):
         try:
             hits = await tools.search(query, self.cfg.topk)
         except ToolError as e:
-            traj.events.append(ToolCall("search", query, ok=False, error=str(e), t_start=t0, t_end=time.time()))
+            traj.events.append(
+                ToolCall("search", query, ok=False, error=str(e), t_start=t0, t_end=time.time())
+            )
             return None
         hits = list(hits)[: self.cfg.topk]
-        traj.events.append(ToolCall(
-            "search", query, ok=True, t_start=t0, t_end=time.time(),
-            result=[{"url": h.url, "contents": h.contents, "id": h.id, "score": h.score} for h in hits],
-        ))
+        traj.events.append(
+            ToolCall(
+                "search",
+                query,
+                ok=True,
+                t_start=t0,
+                t_end=time.time(),
+                result=[{"url": h.url, "contents": h.contents, "id": h.id, "score": h.score} for h in hits],
+            )
+        )
         return hits
 
     async def access(self, traj: Trajectory, tools: ToolBackend, url: str) -> tuple[bool, str | None]:

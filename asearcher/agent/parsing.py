@@ -48,7 +48,9 @@ def _pair_regex(open_tag: str, close_tag: str, forbid: tuple[str, ...]) -> re.Pa
     return re.compile(f"{o}((?:(?!{bad}).)*){c}", re.DOTALL)
 
 
-def last_match(text: str, open_tag: str, close_tag: str, forbid: tuple[str, ...] = ()) -> tuple[int, str] | None:
+def last_match(
+    text: str, open_tag: str, close_tag: str, forbid: tuple[str, ...] = ()
+) -> tuple[int, str] | None:
     """(end offset, raw content) of the last complete open..close pair whose content holds no tag of
     `forbid` (nor the pair's own tags), or None."""
     last = None
@@ -183,8 +185,13 @@ def format_facts(text: str) -> dict[str, object]:
         problems.append('contains "assistant"')
     if int(facts["think_close"]) > 1:  # type: ignore[call-overload]
         problems.append("more than one </think>")
-    facts.update(tool_tags=tool_tags, has_assistant=has_assistant, balanced=balanced, ok=not problems,
-                 problems=problems)
+    facts.update(
+        tool_tags=tool_tags,
+        has_assistant=has_assistant,
+        balanced=balanced,
+        ok=not problems,
+        problems=problems,
+    )
     return facts
 
 

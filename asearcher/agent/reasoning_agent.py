@@ -51,10 +51,12 @@ class ReasoningAgent(BaseSearchAgent):
         act = "reasoning_act.txt" if self.cfg.allow_access else "reasoning_act_search_only.txt"
         return {
             "act": RoleSpec(act, frozenset(_HISTORY_ITEM), frozenset({"question", "history"})),
-            "read_page": RoleSpec("reasoning_read_page.txt", frozenset(_HISTORY_ITEM | {"content"}),
-                                  frozenset({"content"})),
-            "read_search": RoleSpec("reasoning_read_search.txt", frozenset(_HISTORY_ITEM | {"content"}),
-                                    frozenset({"content"})),
+            "read_page": RoleSpec(
+                "reasoning_read_page.txt", frozenset(_HISTORY_ITEM | {"content"}), frozenset({"content"})
+            ),
+            "read_search": RoleSpec(
+                "reasoning_read_search.txt", frozenset(_HISTORY_ITEM | {"content"}), frozenset({"content"})
+            ),
             "answer": RoleSpec("reasoning_answer.txt", frozenset(_HISTORY_ITEM), frozenset({"question"})),
             "invalid": RoleSpec("reasoning_invalid.txt", frozenset({"reason", "actions"})),
         }
@@ -63,10 +65,21 @@ class ReasoningAgent(BaseSearchAgent):
     def allowed(self) -> list[str]:
         return ["search", "access", "answer"] if self.cfg.allow_access else ["search", "answer"]
 
-    async def rollout(self, traj: Trajectory, question: str, engine: InferenceEngine, tools: ToolBackend,
-                      sampling: SamplingParams, rng: random.Random) -> Trajectory:
-        traj.meta.update(chat_template=bool(getattr(self.tokenizer, "chat_template", None)),
-                         discarded_answers=[], skipped_reads=0, invalid_actions=0)
+    async def rollout(
+        self,
+        traj: Trajectory,
+        question: str,
+        engine: InferenceEngine,
+        tools: ToolBackend,
+        sampling: SamplingParams,
+        rng: random.Random,
+    ) -> Trajectory:
+        traj.meta.update(
+            chat_template=bool(getattr(self.tokenizer, "chat_template", None)),
+            discarded_answers=[],
+            skipped_reads=0,
+            invalid_actions=0,
+        )
         return await self._loop(traj, question, engine, tools, sampling)
 
     # ---- pieces ------------------------------------------------------------------------------------
@@ -75,7 +88,11 @@ class ReasoningAgent(BaseSearchAgent):
         return text[-self.cfg.history_chars :] if len(text) > self.cfg.history_chars else text
 
     def _values(self, question: str, entries: list[str]) -> dict[str, str]:
-        return {"question": question, "history": self._history(entries), "today": date.today().strftime("%Y.%m.%d")}
+        return {
+            "question": question,
+            "history": self._history(entries),
+            "today": date.today().strftime("%Y.%m.%d"),
+        }
 
     async def _call(self, traj, engine, sampling, role: str, purpose: str, **values: str):
         ids = self.chat_prompt_ids(self.templates[role].render(**values))
@@ -83,7 +100,9 @@ class ReasoningAgent(BaseSearchAgent):
             return None
         return await self.generate(traj, engine, ids, sampling, stop=STOP, purpose=purpose)
 
-    async def _answer(self, traj, engine, sampling, question, entries, reasoning: list[str], why: str) -> Trajectory:
+    async def _answer(
+        self, traj, engine, sampling, question, entries, reasoning: list[str], why: str
+    ) -> Trajectory:
         call = await self._call(traj, engine, sampling, "answer", "answer", **self._values(question, entries))
         pred = None
         if call is not None:
@@ -112,14 +131,24 @@ class ReasoningAgent(BaseSearchAgent):
             if jobs:
                 job = jobs.popleft()
                 role = "read_page" if job.kind == "page" else "read_search"
-                call = await self._call(traj, engine, sampling, role, "read",
-                                        content=job.content, **self._values(question, entries))
+                call = await self._call(
+                    traj,
+                    engine,
+                    sampling,
+                    role,
+                    "read",
+                    content=job.content,
+                    **self._values(question, entries),
+                )
                 entries.append(f"<information>\n{job.stub}\n</information>")
                 if call is None:  # too long to read: keep the stub, note it, move on
                     traj.meta["skipped_reads"] += 1
                     continue
                 reasoning.append(call.output_text)
-                note = extract_tag(strip_think(call.output_text), "thought") or strip_think(call.output_text).strip()
+                note = (
+                    extract_tag(strip_think(call.output_text), "thought")
+                    or strip_think(call.output_text).strip()
+                )
                 if note:
                     entries.append(f"<thought>{note}</thought>")
                 continue
@@ -138,8 +167,10 @@ class ReasoningAgent(BaseSearchAgent):
                     entries.append(head + f"<answer>{action.argument}</answer>")
                     return self.finish(traj, "answer", action.argument)
                 traj.meta["discarded_answers"].append(action.argument)
-                entries.append(head + f"(An answer was proposed after {searches} of the required "
-                               f"{cfg.min_searches} searches; keep researching.)")
+                entries.append(
+                    head + f"(An answer was proposed after {searches} of the required "
+                    f"{cfg.min_searches} searches; keep researching.)"
+                )
             elif action.kind == "search":
                 entries.append(head + f"<search>{action.argument}</search>")
                 hits = await self.search(traj, tools, action.argument)
@@ -155,12 +186,21 @@ class ReasoningAgent(BaseSearchAgent):
                 entries.append(head + f"<access>{action.argument}</access>")
                 ok, page = await self.access(traj, tools, action.argument)
                 if not ok or not page:
-                    entries.append("<information>\n" + ("Opening this URL failed." if not ok
-                                   else "No content could be found for this URL.") + "\n</information>")
+                    entries.append(
+                        "<information>\n"
+                        + (
+                            "Opening this URL failed."
+                            if not ok
+                            else "No content could be found for this URL."
+                        )
+                        + "\n</information>"
+                    )
                 else:
                     for chunk in page_chunks(page, cfg.page_max_chars, cfg.page_chunk_chars):
                         jobs.append(Job("page", chunk, chunk[: cfg.page_stub_chars] + "..."))
             else:
                 traj.meta["invalid_actions"] += 1
-                fb = self.templates["invalid"].render(reason=action.reason, actions=actions_hint(self.allowed))
+                fb = self.templates["invalid"].render(
+                    reason=action.reason, actions=actions_hint(self.allowed)
+                )
                 entries.append(head + fb.strip())

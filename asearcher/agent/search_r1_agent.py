@@ -48,8 +48,15 @@ class SearchR1Agent(BaseSearchAgent):
     def max_turns(self) -> int:
         return self.cfg.max_turns if "max_turns" in self.cfg.model_fields_set else DEFAULT_MAX_TURNS
 
-    async def rollout(self, traj: Trajectory, question: str, engine: InferenceEngine, tools: ToolBackend,
-                      sampling: SamplingParams, rng: random.Random) -> Trajectory:
+    async def rollout(
+        self,
+        traj: Trajectory,
+        question: str,
+        engine: InferenceEngine,
+        tools: ToolBackend,
+        sampling: SamplingParams,
+        rng: random.Random,
+    ) -> Trajectory:
         traj.meta.update(max_turns=self.max_turns, invalid_actions=0)
         return await self._loop(traj, question, engine, tools, sampling)
 
@@ -70,6 +77,8 @@ class SearchR1Agent(BaseSearchAgent):
                 return self.finish(traj, "eos")
             else:
                 traj.meta["invalid_actions"] += 1
-                fb = self.templates["invalid"].render(reason=action.reason, actions=actions_hint(["search", "answer"]))
+                fb = self.templates["invalid"].render(
+                    reason=action.reason, actions=actions_hint(["search", "answer"])
+                )
                 history = history + self.encode("\n" + fb.strip() + "\n")
         return self.finish(traj, "max_turns")

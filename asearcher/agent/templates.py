@@ -70,9 +70,7 @@ def _placeholders(text: str, path: Path) -> frozenset[str]:
     try:
         parsed = list(string.Formatter().parse(text))
     except ValueError as e:
-        raise TemplateError(
-            f"prompt template {path}: {e} (write {{{{ and }}}} for literal braces)"
-        ) from None
+        raise TemplateError(f"prompt template {path}: {e} (write {{{{ and }}}} for literal braces)") from None
     for _, field, spec, conv in parsed:
         if field is None:
             continue
@@ -157,7 +155,11 @@ def load_role_templates(
             f"its roles are {', '.join(sorted(specs))}"
         )
     return {
-        role: load_template(overrides.get(role, spec.default), allowed=spec.allowed, required=spec.required,
-                            role=f"{agent} {role}")
+        role: load_template(
+            overrides.get(role, spec.default),
+            allowed=spec.allowed,
+            required=spec.required,
+            role=f"{agent} {role}",
+        )
         for role, spec in specs.items()
     }

@@ -95,7 +95,11 @@ class Config(Section):
     @model_validator(mode="after")
     def _expand_placeholders(self) -> Config:
         """Model paths may say `{results_dir}` and `{run_dir}` so recipes follow a results_dir override."""
-        subs = {"results_dir": self.results_dir, "run_dir": f"{self.results_dir}/{self.name}", "name": self.name}
+        subs = {
+            "results_dir": self.results_dir,
+            "run_dir": f"{self.results_dir}/{self.name}",
+            "name": self.name,
+        }
 
         def expand(s: str) -> str:
             for k, v in subs.items():

@@ -28,7 +28,9 @@ class AgentConfig(Section):
     )
     max_turns: int = Field(32, ge=1, description="Most LLM generations per trajectory (paper: 32; QwQ: 128).")
     max_new_tokens: int = Field(1024, ge=1, description="Max tokens per LLM call.")
-    max_context_tokens: int = Field(8000, ge=64, description="Stop when prompt + max_new_tokens exceeds this.")
+    max_context_tokens: int = Field(
+        8000, ge=64, description="Stop when prompt + max_new_tokens exceeds this."
+    )
     topk: int = Field(5, ge=1, description="Search results shown to the agent.")
     doc_max_chars: int = Field(5000, ge=1, description="Each search document is cut to this many characters.")
     page_max_chars: int = Field(250000, ge=1, description="Accessed pages are cut to this many characters.")
@@ -36,11 +38,17 @@ class AgentConfig(Section):
     page_stub_chars: int = Field(
         100, ge=0, description="Characters of each page chunk kept in the history after it was read."
     )
-    allow_access: bool = Field(True, description="Offer the <access> tool (upstream training used search only).")
+    allow_access: bool = Field(
+        True, description="Offer the <access> tool (upstream training used search only)."
+    )
     history_chars: int = Field(25000, ge=1000, description="Reasoning agent: history window in characters.")
-    min_searches: int = Field(0, ge=0, description="Reasoning agent: searches required before an answer counts.")
+    min_searches: int = Field(
+        0, ge=0, description="Reasoning agent: searches required before an answer counts."
+    )
     force_answer_turns: int | None = Field(
-        None, ge=1, description="Reasoning agent: after this many acts, force the answer phase (upstream: 32)."
+        None,
+        ge=1,
+        description="Reasoning agent: after this many acts, force the answer phase (upstream: 32).",
     )
     valid_instruction_prob: float = Field(
         0.0, ge=0, le=1, description="Probability that the prompt says the question is valid (training: 0.3)."

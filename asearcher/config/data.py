@@ -19,9 +19,13 @@ class DataConfig(Section):
     mirror: str | None = Field(
         None, description="Local mirror directory; falls back to $ASEARCHER_MIRROR when null."
     )
-    corpus_repo: str = Field("inclusionAI/ASearcher-Local-Knowledge", description="Hub dataset of the corpus.")
+    corpus_repo: str = Field(
+        "inclusionAI/ASearcher-Local-Knowledge", description="Hub dataset of the corpus."
+    )
     test_repo: str = Field("inclusionAI/ASearcher-test-data", description="Hub dataset of the benchmarks.")
-    train_repo: str = Field("inclusionAI/ASearcher-train-data", description="Hub dataset of the RL training QA.")
+    train_repo: str = Field(
+        "inclusionAI/ASearcher-train-data", description="Hub dataset of the RL training QA."
+    )
     corpus_limit: int | None = Field(
         None,
         ge=1,

@@ -18,7 +18,8 @@ class JudgeConfig(Section):
     max_new_tokens: int = Field(1024, ge=1)
     max_retries: int = Field(3, ge=0, description="Bounded retries on unparseable verdicts (upstream loops).")
     prompt: str = Field(
-        "judge.txt", description="Judge prompt: a file in asearcher/eval/prompts/ or a path to your own template."
+        "judge.txt",
+        description="Judge prompt: a file in asearcher/eval/prompts/ or a path to your own template.",
     )
     concurrency: int = Field(32, ge=1, description="Judge calls in flight at once.")
 
@@ -35,7 +36,9 @@ class EvalConfig(Section):
     seed: int = Field(1, description="Base seed; the k sample seeds derive from it.")
     temperature: float = Field(0.6, ge=0)
     top_p: float = Field(0.95, gt=0, le=1)
-    max_samples: int | None = Field(None, ge=1, description="Evaluate only the first N questions per benchmark.")
+    max_samples: int | None = Field(
+        None, ge=1, description="Evaluate only the first N questions per benchmark."
+    )
     concurrency: int = Field(32, ge=1, description="Trajectories in flight at once.")
     metrics: list[str] = Field(
         default_factory=lambda: ["f1", "em", "cem"], description="String metrics computed per sample."

@@ -55,31 +55,47 @@ class RLConfig(Section):
     )
     max_questions: int | None = Field(None, ge=1, description="Use only the first N training questions.")
     steps: int = Field(300, ge=1, description="Trainer steps (weight versions) to run.")
-    batch_size: int = Field(128, ge=1, description="Questions (groups) per training step (paper: 128; QwQ: 64).")
+    batch_size: int = Field(
+        128, ge=1, description="Questions (groups) per training step (paper: 128; QwQ: 64)."
+    )
     group_size: int = Field(16, ge=1, description="Trajectories per question (n_trajs; paper code: 16).")
     max_head_offpolicyness: int = Field(
         4, ge=0, description="Staleness bound eta, enforced as admission control; 0 = synchronous RL."
     )
-    max_concurrent_rollouts: int = Field(128, ge=1, description="Questions in flight across all rollout workers.")
-    rollout_workers: int = Field(1, ge=1, description="Rollout worker actors (each hosts an inference engine).")
+    max_concurrent_rollouts: int = Field(
+        128, ge=1, description="Questions in flight across all rollout workers."
+    )
+    rollout_workers: int = Field(
+        1, ge=1, description="Rollout worker actors (each hosts an inference engine)."
+    )
     temperature: float = Field(1.0, ge=0)
     advantage: Literal["areal", "grpo"] = Field(
         "areal",
         description="'areal': upstream code ((r - group mean + bias) * scale, clip, global token z-norm); "
         "'grpo': the paper's Eq. 1 (group-normalised, per-trajectory token mean).",
     )
-    reward: Literal["f1", "em", "judge"] = Field("f1", description="Reward function (x format reward for f1/em).")
+    reward: Literal["f1", "em", "judge"] = Field(
+        "f1", description="Reward function (x format reward for f1/em)."
+    )
     reward_scaling: float = Field(10.0)
     reward_bias: float = Field(-0.5)
     reward_clip: float = Field(20.0, gt=0)
     eps_clip: float = Field(0.4, gt=0, description="PPO clip epsilon.")
-    behav_imp_weight_cap: float | None = Field(5.0, gt=0, description="Mask tokens whose behaviour weight exceeds this.")
-    use_decoupled_loss: bool = Field(True, description="Decoupled PPO: proximal logprobs recomputed by the trainer.")
+    behav_imp_weight_cap: float | None = Field(
+        5.0, gt=0, description="Mask tokens whose behaviour weight exceeds this."
+    )
+    use_decoupled_loss: bool = Field(
+        True, description="Decoupled PPO: proximal logprobs recomputed by the trainer."
+    )
     kl_coef: float = Field(0.0, ge=0, description="KL penalty (paper: none).")
     ppo_minibatches: int = Field(1, ge=1)
     dynamic_filtering: bool = Field(True, description="Drop groups whose rewards are all equal.")
-    invalid_penalty: float = Field(-0.5, description="Score of an 'invalid question' answer under the valid instruction.")
-    backend: Literal["torch", "deepspeed"] = Field("torch", description="Trainer: plain torch or DeepSpeed ZeRO-3.")
+    invalid_penalty: float = Field(
+        -0.5, description="Score of an 'invalid question' answer under the valid instruction."
+    )
+    backend: Literal["torch", "deepspeed"] = Field(
+        "torch", description="Trainer: plain torch or DeepSpeed ZeRO-3."
+    )
     zero_stage: int = Field(3, ge=0, le=3)
     trainer_gpus: int = Field(0, ge=0, description="GPUs for the trainer (0 = CPU).")
     rollout_gpus: int = Field(0, ge=0, description="GPUs for rollout engines (0 = CPU).")
@@ -102,7 +118,8 @@ class RLConfig(Section):
         "null = max_tokens_per_mb.",
     )
     format_reward: bool = Field(
-        True, description="Multiply the f1/em score by the binary format reward (upstream; not used with judge)."
+        True,
+        description="Multiply the f1/em score by the binary format reward (upstream; not used with judge).",
     )
     aug_answer_weight: float = Field(
         0.3,
@@ -111,7 +128,9 @@ class RLConfig(Section):
         description="Weight w of the aug_answer blend: (1-w)*F1(ans) + w*max(F1(aug), F1(ans)) (upstream: 0.3).",
     )
     grpo_std_eps: float = Field(1e-6, gt=0, description="'grpo' advantage: epsilon added to the group std.")
-    adv_norm_eps: float = Field(1e-5, gt=0, description="'areal' advantage: epsilon of the global token z-norm.")
+    adv_norm_eps: float = Field(
+        1e-5, gt=0, description="'areal' advantage: epsilon of the global token z-norm."
+    )
     curriculum_min_tool_calls: int | None = Field(
         None,
         ge=1,

@@ -68,17 +68,33 @@ def _limit_arg(text: str) -> int | None:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--release", required=True, choices=list(RELEASES), help="which upstream release to obtain")
-    p.add_argument("--output", required=True, help="parent directory; the release goes to OUTPUT/<release folder>/")
+    p.add_argument(
+        "--release", required=True, choices=list(RELEASES), help="which upstream release to obtain"
+    )
+    p.add_argument(
+        "--output", required=True, help="parent directory; the release goes to OUTPUT/<release folder>/"
+    )
     p.add_argument("--source", choices=["hub", "mirror", "auto"], help="override data.source")
     p.add_argument("--mirror", help="override data.mirror (a directory holding ASearcher-* release folders)")
-    p.add_argument("--corpus-limit", type=_limit_arg, default=argparse.SUPPRESS,
-                   help="first N passages of wiki_corpus.jsonl, or 'all' (overrides data.corpus_limit)")
-    p.add_argument("--pages-limit", type=_limit_arg, default=argparse.SUPPRESS,
-                   help="first N pages of wiki_webpages.jsonl, or 'all' (overrides data.pages_limit)")
+    p.add_argument(
+        "--corpus-limit",
+        type=_limit_arg,
+        default=argparse.SUPPRESS,
+        help="first N passages of wiki_corpus.jsonl, or 'all' (overrides data.corpus_limit)",
+    )
+    p.add_argument(
+        "--pages-limit",
+        type=_limit_arg,
+        default=argparse.SUPPRESS,
+        help="first N pages of wiki_webpages.jsonl, or 'all' (overrides data.pages_limit)",
+    )
     p.add_argument("--revision", help="hub revision to pin (overrides data.revision)")
-    p.add_argument("--force", action="store_true", help="fetch again even if the manifest says it is up to date")
-    p.add_argument("--verify", action="store_true", help="when up to date, re-hash every file against the manifest")
+    p.add_argument(
+        "--force", action="store_true", help="fetch again even if the manifest says it is up to date"
+    )
+    p.add_argument(
+        "--verify", action="store_true", help="when up to date, re-hash every file against the manifest"
+    )
 
 
 def _now() -> str:
@@ -133,8 +149,16 @@ def _entry_intact(e: dict, release_dir: Path, mirror_dir: Path | None) -> bool:
 class _Fetch:
     """One fetch of one release; keeps the manifest current after each installed file."""
 
-    def __init__(self, rel: Release, output: Path, cfg: DataConfig, source: str, mirror: Path | None,
-                 request: dict, reusable: dict[str, dict]):
+    def __init__(
+        self,
+        rel: Release,
+        output: Path,
+        cfg: DataConfig,
+        source: str,
+        mirror: Path | None,
+        request: dict,
+        reusable: dict[str, dict],
+    ):
         self.rel, self.cfg, self.source = rel, cfg, source
         self.release_dir = output / rel.folder
         self.mirror_dir = (mirror / rel.folder) if mirror else None
@@ -182,12 +206,18 @@ class _Fetch:
                 f"mirror release folder {base} does not exist: the mirror must hold {self.rel.folder}/ "
                 "(set data.mirror, --mirror or $ASEARCHER_MIRROR to the directory containing it)"
             )
-        plan = self.rel.planned(self.cfg) if self.rel.files is not None else [
-            (p.relative_to(base).as_posix(), None)
-            for p in sorted(base.rglob("*"))
-            if p.is_file() and p.name != MANIFEST and not p.name.endswith(".tmp")
-            and not any(part.startswith(".") for part in p.relative_to(base).parts)
-        ]
+        plan = (
+            self.rel.planned(self.cfg)
+            if self.rel.files is not None
+            else [
+                (p.relative_to(base).as_posix(), None)
+                for p in sorted(base.rglob("*"))
+                if p.is_file()
+                and p.name != MANIFEST
+                and not p.name.endswith(".tmp")
+                and not any(part.startswith(".") for part in p.relative_to(base).parts)
+            ]
+        )
         if not plan:
             raise UserFacingError(f"mirror release folder {base} holds no files")
         for rel_path, limit in plan:
@@ -219,12 +249,18 @@ class _Fetch:
                 # stream only the first `limit` lines; fsspec reads in blocks, so this costs ~limit lines of HTTP
                 fs = huggingface_hub.HfFileSystem()
                 rev = quote(self.cfg.revision or "main", safe="")
-                with atomic_path(final, suffix=".tmp") as tmp, fs.open(f"datasets/{self.repo}@{rev}/{rel_path}", "rb") as f:
+                with (
+                    atomic_path(final, suffix=".tmp") as tmp,
+                    fs.open(f"datasets/{self.repo}@{rev}/{rel_path}", "rb") as f,
+                ):
                     stats = copy_first_records(f, tmp, limit, label)
             else:
                 downloaded = Path(
                     huggingface_hub.hf_hub_download(
-                        self.repo, rel_path, repo_type="dataset", revision=self.cfg.revision,
+                        self.repo,
+                        rel_path,
+                        repo_type="dataset",
+                        revision=self.cfg.revision,
                         local_dir=self.staging,
                     )
                 )
@@ -235,17 +271,23 @@ class _Fetch:
     def _hub_snapshot(self) -> None:
         root = Path(
             huggingface_hub.snapshot_download(
-                self.repo, repo_type="dataset", revision=self.cfg.revision, local_dir=self.staging,
+                self.repo,
+                repo_type="dataset",
+                revision=self.cfg.revision,
+                local_dir=self.staging,
                 allow_patterns=list(self.rel.hub_patterns),
             )
         )
         files = sorted(
-            p for p in root.rglob("*")
+            p
+            for p in root.rglob("*")
             if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts)
         )
         if not files:
-            raise UserFacingError(f"hub dataset {self.repo} at {self.cfg.revision or 'main'} has no files "
-                                  f"matching {', '.join(self.rel.hub_patterns)}")
+            raise UserFacingError(
+                f"hub dataset {self.repo} at {self.cfg.revision or 'main'} has no files "
+                f"matching {', '.join(self.rel.hub_patterns)}"
+            )
         for p in files:
             rel_path = p.relative_to(root).as_posix()
             stats = scan_file(p, label=self._hub_label(rel_path))
@@ -265,7 +307,9 @@ def verify_manifest(release_dir: Path, manifest: dict) -> None:
     for e in manifest["files"]:
         p = release_dir / e["path"]
         if not p.is_file():
-            raise UserFacingError(f"{p} is listed in {release_dir / MANIFEST} but missing; re-run with --force")
+            raise UserFacingError(
+                f"{p} is listed in {release_dir / MANIFEST} but missing; re-run with --force"
+            )
         digest = sha256_file(p)
         if digest != e["sha256"]:
             raise UserFacingError(
@@ -329,11 +373,14 @@ def run(args: argparse.Namespace) -> int:
             updates[name] = getattr(args, name)
     cfg = DataConfig.model_validate(cfg.model_dump() | updates)
     mirror = cfg.mirror or os.environ.get("ASEARCHER_MIRROR") or None
-    manifest, changed = fetch_release(args.release, args.output, cfg, mirror=mirror, force=args.force,
-                                      verify=args.verify)
+    manifest, changed = fetch_release(
+        args.release, args.output, cfg, mirror=mirror, force=args.force, verify=args.verify
+    )
     where = Path(args.output) / manifest["release"]
     n = len(manifest["files"])
     total = sum(e["bytes"] for e in manifest["files"])
     state = "fetched" if changed else "up to date"
-    print(f"{where}: {state} ({n} files, {total:,} bytes, source {manifest['source']}); manifest {where / MANIFEST}")
+    print(
+        f"{where}: {state} ({n} files, {total:,} bytes, source {manifest['source']}); manifest {where / MANIFEST}"
+    )
     return 0

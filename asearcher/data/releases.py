@@ -86,8 +86,12 @@ class FileStats:
     limit_reached: bool = False
 
     def as_dict(self) -> dict[str, Any]:
-        return {"bytes": self.bytes, "sha256": self.sha256, "records": self.records,
-                "limit_reached": self.limit_reached}
+        return {
+            "bytes": self.bytes,
+            "sha256": self.sha256,
+            "records": self.records,
+            "limit_reached": self.limit_reached,
+        }
 
 
 def sha256_file(path: str | Path) -> str:
@@ -99,8 +103,14 @@ def sha256_file(path: str | Path) -> str:
 
 
 def _bar(total: int | None, desc: str, unit: str = "B"):
-    return progress_bar(total=total, desc=desc, unit=unit, unit_scale=True, leave=False,
-                disable=(unit == "B" and (total or 0) < _BIG))
+    return progress_bar(
+        total=total,
+        desc=desc,
+        unit=unit,
+        unit_scale=True,
+        leave=False,
+        disable=(unit == "B" and (total or 0) < _BIG),
+    )
 
 
 def _check_jsonl_line(raw: bytes, label: str, lineno: int) -> None:
@@ -181,7 +191,11 @@ def link_or_copy(src: Path, dst: Path) -> None:
             raise OSError("small file: copy")
         os.link(src, dst)
     except OSError:
-        with open(src, "rb") as fi, open(dst, "wb") as fo, _bar(src.stat().st_size, f"copy {src.name}") as bar:
+        with (
+            open(src, "rb") as fi,
+            open(dst, "wb") as fo,
+            _bar(src.stat().st_size, f"copy {src.name}") as bar,
+        ):
             while chunk := fi.read(_CHUNK):
                 fo.write(chunk)
                 bar.update(len(chunk))

@@ -99,7 +99,9 @@ def iter_trainset(path: str | Path, *, limit: int | None = None) -> Iterator[Tra
     """Yield normalized records of a training JSONL (the first `limit` only); bad rows name file:line:field."""
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"training file {path} does not exist; run `asearcher fetch-data --release train-data`")
+        raise DataError(
+            f"training file {path} does not exist; run `asearcher fetch-data --release train-data`"
+        )
     seen: dict[str, int] = {}
     dups = 0
     for lineno, row in iter_jsonl_numbered(path, limit=limit):

@@ -71,5 +71,11 @@ def at_k(scores: Iterable[tuple[str, int, float]], k: int | None = None) -> AtK:
         total += sum(first)
         n += len(first)
         pass_sum += max(first)
-    return AtK(k=k, avg=total / n, pass_=pass_sum / len(by_q), n_questions=len(by_q), n_scores=n,
-               n_incomplete=incomplete)
+    return AtK(
+        k=k,
+        avg=total / n,
+        pass_=pass_sum / len(by_q),
+        n_questions=len(by_q),
+        n_scores=n,
+        n_incomplete=incomplete,
+    )

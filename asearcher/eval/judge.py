@@ -50,7 +50,11 @@ def load_prompt(name_or_path: str = DEFAULT_PROMPT) -> str:
         text = p.read_text(encoding="utf-8")
     else:
         try:
-            text = resources.files("asearcher.eval").joinpath("prompts", name_or_path).read_text(encoding="utf-8")
+            text = (
+                resources.files("asearcher.eval")
+                .joinpath("prompts", name_or_path)
+                .read_text(encoding="utf-8")
+            )
         except (FileNotFoundError, IsADirectoryError):
             raise UserFacingError(
                 f"judge prompt {name_or_path!r} not found: give a file in asearcher/eval/prompts/ or a path"
@@ -258,7 +262,9 @@ def make_judge(cfg: Any) -> Judge:
     from asearcher.config import EngineConfig
     from asearcher.llm.factory import ENGINES, make_engine
 
-    ENGINES.canonical(cfg.kind, key="eval.judge.kind")  # an unknown kind is an error before any engine is built
+    ENGINES.canonical(
+        cfg.kind, key="eval.judge.kind"
+    )  # an unknown kind is an error before any engine is built
     engine_cfg = EngineConfig(
         kind=cfg.kind,
         model=cfg.model,

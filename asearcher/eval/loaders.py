@@ -66,7 +66,9 @@ def reveal(value: str | Sealed) -> str:
 
 
 def is_sealed(row: dict) -> bool:
-    return isinstance(row.get("question"), Sealed) or any(isinstance(a, Sealed) for a in row.get("answers", ()))
+    return isinstance(row.get("question"), Sealed) or any(
+        isinstance(a, Sealed) for a in row.get("answers", ())
+    )
 
 
 def public_view(row: dict) -> dict[str, Any]:
@@ -169,7 +171,9 @@ def _iter_xbench(path: Path) -> Iterator[dict]:
                 out[field] = _xbench_decrypt(rec[field], key)
             except (ValueError, UnicodeDecodeError):
                 # never echo the (possibly half-decrypted) value
-                raise DataError(f"{where}: field {field!r} does not decrypt (bad base64 or wrong canary)") from None
+                raise DataError(
+                    f"{where}: field {field!r} does not decrypt (bad base64 or wrong canary)"
+                ) from None
         yield out | {"__where__": where}
 
 

@@ -116,7 +116,11 @@ def trajectory_dict(traj: Any) -> dict[str, Any]:
 
 def redact_trajectory(d: dict[str, Any]) -> dict[str, Any]:
     """A trajectory dict with every piece of text (and every token id) removed; structure and sizes kept."""
-    out = {k: v for k, v in d.items() if k not in ("question", "answers", "prediction", "events", "error", "meta")}
+    out = {
+        k: v
+        for k, v in d.items()
+        if k not in ("question", "answers", "prediction", "events", "error", "meta")
+    }
     out["prediction_sha256"] = sha256_text(d["prediction"]) if d.get("prediction") is not None else None
     out["error"] = None if d.get("error") is None else "(redacted)"
     events = []
@@ -204,7 +208,8 @@ def aggregate(
         "errors": sum(1 for r in by_key.values() if r.get("status") == "error"),
         # failed tool calls inside trajectories (the agent saw them as observations; not sample errors)
         "tool_failures": sum(
-            int(r["stats"].get("searches_failed", 0)) + int(r["stats"].get("accesses_failed", 0)) for r in ok_rows
+            int(r["stats"].get("searches_failed", 0)) + int(r["stats"].get("accesses_failed", 0))
+            for r in ok_rows
         ),
         "finish": dict(sorted(Counter(r.get("finish") for r in by_key.values()).items())),
         "judge_status": dict(sorted(judge_status.items())),

@@ -54,7 +54,12 @@ def _code_version(pkg: str) -> str:
     env = {**os.environ, "GIT_OPTIONAL_LOCKS": "0"}  # read-only: never refresh/lock the index
     try:
         sha = subprocess.run(
-            ["git", "rev-parse", "--short=12", "HEAD"], cwd=root, env=env, capture_output=True, text=True, timeout=10
+            ["git", "rev-parse", "--short=12", "HEAD"],
+            cwd=root,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=10,
         )
         if sha.returncode != 0:
             return pkg

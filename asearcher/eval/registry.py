@@ -34,9 +34,15 @@ class BenchmarkSpec(BaseModel):
     name: str = Field(description="Canonical name (used in result paths and tables).")
     aliases: list[str] = Field(default_factory=list, description="Other accepted names.")
     folder: str = Field(description="Folder inside the ASearcher-test-data release (upstream spelling).")
-    files: list[BenchmarkFile] = Field(min_length=1, description="Candidate files; the first that exists is read.")
-    id_fields: list[str] = Field(default_factory=lambda: ["id"], description="Id field candidates; none -> row index.")
-    question_fields: list[str] = Field(min_length=1, description="Question field candidates, first present wins.")
+    files: list[BenchmarkFile] = Field(
+        min_length=1, description="Candidate files; the first that exists is read."
+    )
+    id_fields: list[str] = Field(
+        default_factory=lambda: ["id"], description="Id field candidates; none -> row index."
+    )
+    question_fields: list[str] = Field(
+        min_length=1, description="Question field candidates, first present wins."
+    )
     answer_fields: list[str] = Field(min_length=1, description="Gold answer field candidates (str or list).")
     paper_size: int = Field(ge=1, description="Number of questions the paper evaluates.")
     metrics: list[str] = Field(min_length=1, description="Default metrics ('judge' = LLM-as-judge).")

@@ -41,7 +41,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="model name: a key of the config's `models` (or any label when `models` is empty: then the "
         "config's `engine` is evaluated under that name)",
     )
-    p.add_argument("--benchmark", required=True, help="benchmark name or alias (see asearcher/eval/benchmarks/)")
+    p.add_argument(
+        "--benchmark", required=True, help="benchmark name or alias (see asearcher/eval/benchmarks/)"
+    )
     p.add_argument(
         "--setting",
         help="name of the agent setting in the output path (default: <agent.kind>-<retrieval.backend>-top<topk>)",
@@ -88,7 +90,9 @@ def resolve_test_data(cfg: Config, releases: str | None, folder: str) -> Path:
     for c in candidates:
         if (c / folder).is_dir():
             return c
-    tried = ", ".join(str(c) for c in candidates) or "(none: no --releases, no data.mirror, no $ASEARCHER_MIRROR)"
+    tried = (
+        ", ".join(str(c) for c in candidates) or "(none: no --releases, no data.mirror, no $ASEARCHER_MIRROR)"
+    )
     raise UserFacingError(
         f"benchmark folder {folder!r} not found; looked in {tried}. Fetch the test data with "
         "`asearcher fetch-data` or pass --releases DIR (the directory holding ASearcher-test-data/)."
@@ -146,7 +150,9 @@ async def evaluate(args: argparse.Namespace, cfg: Config) -> dict[str, Any]:
     except ValueError as e:
         raise UserFacingError(f"eval.metrics: {e}") from None
     if "judge" in names and not cfg.eval.judge.enabled:
-        raise UserFacingError("eval.metrics lists 'judge' but eval.judge.enabled is false: set eval.judge.enabled=true")
+        raise UserFacingError(
+            "eval.metrics lists 'judge' but eval.judge.enabled is false: set eval.judge.enabled=true"
+        )
     metric_fns = {n: METRICS[n] for n in names if n not in MODEL_METRICS}
     if "judge" in spec.metrics and not cfg.eval.judge.enabled:
         log.warning("%s is scored with an LLM judge in the paper; eval.judge.enabled is false", spec.name)

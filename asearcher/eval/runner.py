@@ -35,7 +35,15 @@ from asearcher.utils.jsonl import JsonlAppender, iter_jsonl, write_json, write_j
 
 from .judge import Judge
 from .loaders import is_sealed, reveal
-from .outputs import JUDGE_METRIC, EvalPaths, aggregate, latest_rows, redact_trajectory, sample_row, trajectory_dict
+from .outputs import (
+    JUDGE_METRIC,
+    EvalPaths,
+    aggregate,
+    latest_rows,
+    redact_trajectory,
+    sample_row,
+    trajectory_dict,
+)
 from .protocol import check_resumable
 
 log = logging.getLogger(__name__)
@@ -150,15 +158,21 @@ class SealedLogRedactor(logging.Filter):
             h.removeFilter(self)
 
 
-def _load_done(paths: EvalPaths, job: EvalJob) -> tuple[dict[tuple[str, int], dict[str, Any]], set[tuple[str, int]]]:
+def _load_done(
+    paths: EvalPaths, job: EvalJob
+) -> tuple[dict[tuple[str, int], dict[str, Any]], set[tuple[str, int]]]:
     """(finished pairs of this job to skip, every committed pair to keep on disk)."""
     if not paths.samples.exists():
         return {}, set()
     valid_ids = {str(r["id"]) for r in job.rows}
     done, keep = {}, set()
-    for key, row in latest_rows(iter_jsonl(paths.samples, require=("id", "sample", "scores", "status"))).items():
+    for key, row in latest_rows(
+        iter_jsonl(paths.samples, require=("id", "sample", "scores", "status"))
+    ).items():
         if key[1] >= job.k:
-            raise UserFacingError(f"{paths.samples}: sample index {key[1]} >= k={job.k}; use another --output")
+            raise UserFacingError(
+                f"{paths.samples}: sample index {key[1]} >= k={job.k}; use another --output"
+            )
         if key[0] not in valid_ids:
             keep.add(key)  # a question beyond the current --max-samples: kept on disk, not aggregated
             continue
@@ -195,7 +209,9 @@ def _compact_trajectories(
                 r = json.loads(raw)
                 key = (str(r["id"]), int(r["sample"]))
             except (ValueError, KeyError, TypeError) as e:
-                raise UserFacingError(f"{path}:{lineno}: not a trajectory row ({e}); delete the file to redo") from None
+                raise UserFacingError(
+                    f"{path}:{lineno}: not a trajectory row ({e}); delete the file to redo"
+                ) from None
             seen[key] = seen.get(key, 0) + 1
             if key in commits and seen[key] <= commits[key]:
                 keep[key] = (start, len(raw))  # the c-th row if it exists, else the latest before it
@@ -331,7 +347,9 @@ async def _run_eval(
     writer = _Writer(paths)
     try:
         sem = asyncio.Semaphore(job.concurrency)
-        bar = progress_bar(total=total, initial=total - len(todo), desc=f"eval {job.benchmark}", disable=not job.progress)
+        bar = progress_bar(
+            total=total, initial=total - len(todo), desc=f"eval {job.benchmark}", disable=not job.progress
+        )
         n_err = sum(1 for r in done.values() if r.get("status") == "error")
 
         async def task(row: dict[str, Any], s: int) -> None:

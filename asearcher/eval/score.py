@@ -31,7 +31,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("predictions", metavar="PRED.jsonl", help="rows {id, prediction, answers[, sample]}")
     p.add_argument(
         "--metrics",
-        help=f"comma list of f1, em, cem, squad_f1 (default: eval.metrics of --config, else {DEFAULT_METRICS})"
+        help=f"comma list of f1, em, cem, squad_f1 (default: eval.metrics of --config, else {DEFAULT_METRICS})",
     )
     p.add_argument("--per-sample", metavar="OUT.jsonl", help="also write each row's scores here")
     p.add_argument("--k", type=int, default=None, help="k for Avg@k/Pass@k (default: most samples of any id)")
@@ -80,7 +80,9 @@ def score_file(path: str | Path, metrics: list[str], k: int | None = None) -> tu
         key = (str(row["id"]), row.get("sample"))
         if key in seen:
             what = f"id {key[0]!r} sample {key[1]}" if has else f"id {key[0]!r}"
-            raise DataError(f"{where}: duplicate {what} (first at line {seen[key]}); add a 'sample' field for k>1")
+            raise DataError(
+                f"{where}: duplicate {what} (first at line {seen[key]}); add a 'sample' field for k>1"
+            )
         seen[key] = lineno
         out = {"id": row["id"]}
         if has:

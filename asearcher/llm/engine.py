@@ -39,7 +39,9 @@ class GenerationRequest:
 @dataclass
 class GenerationResult:
     output_ids: list[int]
-    output_logprobs: list[float]  # behaviour logprob of each output token under the sampling distribution's model
+    output_logprobs: list[
+        float
+    ]  # behaviour logprob of each output token under the sampling distribution's model
     output_versions: list[int]  # policy version that produced each output token
     finish_reason: str  # "stop" (eos or stop string/token), "length", or "abort"
     stop_string: str | None = None  # the stop string that ended generation, if any

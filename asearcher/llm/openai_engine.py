@@ -118,7 +118,9 @@ class OpenAIEngine(InferenceEngine):
         def on_failure(attempt: int, err: BaseException) -> None:
             last[0] = str(err)
             if attempt <= self.max_retries:
-                log.warning("retrying %s after attempt %d/%d failed: %s", url, attempt, self.max_retries + 1, last[0])
+                log.warning(
+                    "retrying %s after attempt %d/%d failed: %s", url, attempt, self.max_retries + 1, last[0]
+                )
 
         try:
             async for attempt in aretrying(self.max_retries, self.backoff_s, _TRANSIENT, jitter=True,
@@ -131,7 +133,9 @@ class OpenAIEngine(InferenceEngine):
                     if resp.status_code in RETRY_STATUS:
                         raise _Transient(f"HTTP {resp.status_code}: {_redact(resp.text[:300], self._key)}")
         except _Transient:
-            raise EndpointError(f"{url} failed after {self.max_retries + 1} attempts; last error: {last[0]}") from None
+            raise EndpointError(
+                f"{url} failed after {self.max_retries + 1} attempts; last error: {last[0]}"
+            ) from None
         if resp.status_code >= 400:
             raise EndpointError(
                 f"{url} answered HTTP {resp.status_code}: {_redact(resp.text[:500], self._key)}",

@@ -241,8 +241,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--served-model-name", default=None, help="model name clients send (default: the dir name)"
     )
     p.add_argument("--device", help="cpu | cuda | auto (default: engine.device, auto = cuda when available)")
-    p.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"], help="default: engine.dtype")
-    p.add_argument("--max-batch-size", type=int, help="most sequences decoded together (default: engine.max_batch_size)")
+    p.add_argument(
+        "--dtype", choices=["auto", "float32", "bfloat16", "float16"], help="default: engine.dtype"
+    )
+    p.add_argument(
+        "--max-batch-size", type=int, help="most sequences decoded together (default: engine.max_batch_size)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -139,7 +139,9 @@ class RetrievalClient:
             if len(self.base_urls) > 1:  # fail over to the next server
                 self._current = (self._current + 1) % len(self.base_urls)
 
-        return dict(max_retries=self.max_retries, backoff_s=self.backoff_s, retry_on=_RETRYABLE, on_failure=on_failure)
+        return dict(
+            max_retries=self.max_retries, backoff_s=self.backoff_s, retry_on=_RETRYABLE, on_failure=on_failure
+        )
 
     def _exhausted(self, errors: list[str]) -> RetrievalError:
         return RetrievalError(f"retrieval request failed after {len(errors)} attempts: " + " | ".join(errors))

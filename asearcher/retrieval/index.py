@@ -61,7 +61,9 @@ def validate_corpus(corpus: Path) -> int:
 
     n = 0
     id_hashes = np.zeros(1 << 16, dtype=np.int64)
-    bar = progress_bar(desc=f"validating {corpus.name}", unit="row", disable=corpus.stat().st_size < (256 << 20))
+    bar = progress_bar(
+        desc=f"validating {corpus.name}", unit="row", disable=corpus.stat().st_size < (256 << 20)
+    )
     for n, row in enumerate(iter_jsonl(corpus, require=("id", "contents")), start=1):
         if not isinstance(row["id"], str) or not row["id"]:
             raise DataError(f"{corpus}: row {n}: field 'id' must be a non-empty string, got {row['id']!r}")

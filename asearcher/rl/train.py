@@ -139,7 +139,9 @@ def run(args: argparse.Namespace) -> int:
                 "`asearcher with-retrieval`)"
             )
         engine_cfg = cfg.engine.model_copy(update={"model": args.model})
-        factory = DefaultRolloutFactory(engine_cfg, cfg.agent, rl, args.retrieval_url, judge_cfg=cfg.eval.judge)
+        factory = DefaultRolloutFactory(
+            engine_cfg, cfg.agent, rl, args.retrieval_url, judge_cfg=cfg.eval.judge
+        )
 
     _ray_init()
     gpus_per_worker = rl.rollout_gpus / rl.rollout_workers if rl.rollout_gpus else 0
@@ -178,9 +180,13 @@ def run(args: argparse.Namespace) -> int:
     from asearcher.rl.system.curves import write_run_summary
 
     summary = write_run_summary(out, metrics.rows, title=f"{cfg.name}: {args.model}")
-    print(f"trained {trainer.version} steps; model in {final}, metrics in {out / 'metrics.jsonl'}, "
-          f"curves in {out / 'training.png'}")
+    print(
+        f"trained {trainer.version} steps; model in {final}, metrics in {out / 'metrics.jsonl'}, "
+        f"curves in {out / 'training.png'}"
+    )
     if summary.get("steps"):
-        print(f"rollout reward: {summary['reward_start']:.3f} over the first {summary['window_steps']} steps -> "
-              f"{summary['reward_end']:.3f} over the last {summary['window_steps']}")
+        print(
+            f"rollout reward: {summary['reward_start']:.3f} over the first {summary['window_steps']} steps -> "
+            f"{summary['reward_end']:.3f} over the last {summary['window_steps']}"
+        )
     return 0

@@ -14,8 +14,14 @@ from asearcher.tools.base import SearchHit, ToolBackend, ToolError
 class LocalTools(ToolBackend):
     name = "local"
 
-    def __init__(self, client: Any = None, *, base_url: str | None = None, timeout_s: float = 120.0,
-                 max_retries: int = 3):
+    def __init__(
+        self,
+        client: Any = None,
+        *,
+        base_url: str | None = None,
+        timeout_s: float = 120.0,
+        max_retries: int = 3,
+    ):
         """`client`: a RetrievalClient (or anything with aretrieve/aaccess); else one is built for base_url,
         or discovered from $ASEARCHER_RETRIEVAL_URL."""
         if client is None:
@@ -35,7 +41,9 @@ class LocalTools(ToolBackend):
         except Exception as e:
             raise ToolError(f"search {query!r} failed: {type(e).__name__}: {e}") from e
         if not isinstance(results, list) or len(results) != 1 or not isinstance(results[0], list):
-            raise ToolError(f"search {query!r}: malformed reply (expected one result list, got {results!r:.200})")
+            raise ToolError(
+                f"search {query!r}: malformed reply (expected one result list, got {results!r:.200})"
+            )
         hits = []
         for i, doc in enumerate(results[0]):
             score = None
@@ -46,8 +54,14 @@ class LocalTools(ToolBackend):
             url = doc.get("url")
             if not isinstance(url, str):
                 raise ToolError(f"search {query!r}: result {i} has no field 'url' ({doc!r:.200})")
-            hits.append(SearchHit(url=url, contents=doc["contents"],
-                                  id=None if doc.get("id") is None else str(doc["id"]), score=score))
+            hits.append(
+                SearchHit(
+                    url=url,
+                    contents=doc["contents"],
+                    id=None if doc.get("id") is None else str(doc["id"]),
+                    score=score,
+                )
+            )
         return hits
 
     async def access(self, url: str) -> str | None:

@@ -34,10 +34,14 @@ def make_tokenizer():
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     texts = [p.read_text() for p in sorted(PROMPTS.glob("*.txt"))] * 3
-    texts += ["<search> who wrote hamlet </search> <answer> William Shakespeare </answer> <think> </think>"] * 20
+    texts += [
+        "<search> who wrote hamlet </search> <answer> William Shakespeare </answer> <think> </think>"
+    ] * 20
     trainer = trainers.BpeTrainer(
-        vocab_size=700, special_tokens=[PAD, "<|im_start|>", EOS],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False,
+        vocab_size=700,
+        special_tokens=[PAD, "<|im_start|>", EOS],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
     )
     tok.train_from_iterator(texts, trainer=trainer)
     hf = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=EOS, pad_token=PAD)
@@ -55,8 +59,14 @@ class ScriptedEngine(InferenceEngine):
     When the script runs out, the engine answers EOS only.
     """
 
-    def __init__(self, tokenizer, outputs: list[Script], version: int = 3, eos_in_ids: bool = True,
-                 finish_override: str | None = None):
+    def __init__(
+        self,
+        tokenizer,
+        outputs: list[Script],
+        version: int = 3,
+        eos_in_ids: bool = True,
+        finish_override: str | None = None,
+    ):
         self.tokenizer = tokenizer
         self.eos_in_ids = eos_in_ids  # False: like an engine that reports "stop" but drops the eos token
         self.finish_override = finish_override
@@ -109,8 +119,12 @@ class FakeTools(ToolBackend):
 
     name = "fake"
 
-    def __init__(self, docs: list[dict] | None = None, pages: dict[str, str] | None = None,
-                 fail: set[str] | None = None):
+    def __init__(
+        self,
+        docs: list[dict] | None = None,
+        pages: dict[str, str] | None = None,
+        fail: set[str] | None = None,
+    ):
         self.docs = docs or []
         self.pages = pages or {}
         self.fail = fail or set()

@@ -13,10 +13,16 @@ from asearcher.llm.engine import SamplingParams
 from tests.agent.doubles import EOS, FakeTools, ScriptedEngine, make_tokenizer
 
 DOCS = [
-    {"id": "1", "url": "https://en.wikipedia.org/w/index.php?title=Hamlet",
-     "contents": '"Hamlet"\nHamlet is a tragedy written by William Shakespeare around 1600.'},
-    {"id": "2", "url": "https://en.wikipedia.org/w/index.php?title=Macbeth",
-     "contents": '"Macbeth"\nMacbeth is a tragedy by William Shakespeare.'},
+    {
+        "id": "1",
+        "url": "https://en.wikipedia.org/w/index.php?title=Hamlet",
+        "contents": '"Hamlet"\nHamlet is a tragedy written by William Shakespeare around 1600.',
+    },
+    {
+        "id": "2",
+        "url": "https://en.wikipedia.org/w/index.php?title=Macbeth",
+        "contents": '"Macbeth"\nMacbeth is a tragedy by William Shakespeare.',
+    },
 ]
 PAGE_URL = "https://en.wikipedia.org/w/index.php?title=Hamlet"
 PAGE = "".join(f"Sentence number {i:04d} about Hamlet. " for i in range(80))  # ~2.5k chars
@@ -26,9 +32,17 @@ def run(cfg: AgentConfig, outputs, tools=None, engine_kw=None, **kw) -> tuple[Tr
     tok = make_tokenizer()
     engine = ScriptedEngine(tok, outputs, **(engine_kw or {}))
     agent = make_agent(cfg, tok)
-    traj = asyncio.run(agent.run(qid="q1", question="Who wrote Hamlet?", answers=["William Shakespeare"],
-                                 engine=engine, tools=tools or FakeTools(DOCS, {PAGE_URL: PAGE}),
-                                 sampling=SamplingParams(temperature=0.6, seed=7), **kw))
+    traj = asyncio.run(
+        agent.run(
+            qid="q1",
+            question="Who wrote Hamlet?",
+            answers=["William Shakespeare"],
+            engine=engine,
+            tools=tools or FakeTools(DOCS, {PAGE_URL: PAGE}),
+            sampling=SamplingParams(temperature=0.6, seed=7),
+            **kw,
+        )
+    )
     return traj, engine
 
 
@@ -37,11 +51,14 @@ def starts_with(ids, prefix) -> bool:
 
 
 def test_search_read_answer():
-    traj, engine = run(AgentConfig(), [
-        "I should search for the play.\n</think>\n<search> Hamlet tragedy </search> trailing text never kept",
-        "Doc 1 says Shakespeare wrote it.\n</think>",
-        "\n<answer> William Shakespeare </answer>",
-    ])
+    traj, engine = run(
+        AgentConfig(),
+        [
+            "I should search for the play.\n</think>\n<search> Hamlet tragedy </search> trailing text never kept",
+            "Doc 1 says Shakespeare wrote it.\n</think>",
+            "\n<answer> William Shakespeare </answer>",
+        ],
+    )
     assert traj.finish == "answer" and traj.prediction == "William Shakespeare"
     kinds = [(e.type, getattr(e, "purpose", getattr(e, "tool", None))) for e in traj.events]
     assert kinds == [("llm", "act"), ("tool", "search"), ("llm", "read"), ("llm", "act")]
@@ -78,13 +95,16 @@ def test_trajectory_json_round_trip():
 
 def test_access_reads_chunks_and_keeps_stubs():
     cfg = AgentConfig(page_chunk_chars=1000, page_max_chars=2200, page_stub_chars=40, max_new_tokens=64)
-    traj, engine = run(cfg, [
-        f"Open the page.\n</think>\n<access> {PAGE_URL} </access>",
-        "chunk one noted</think>",
-        "chunk two noted</think>",
-        "chunk three noted</think>",
-        "<answer> William Shakespeare </answer>",
-    ])
+    traj, engine = run(
+        cfg,
+        [
+            f"Open the page.\n</think>\n<access> {PAGE_URL} </access>",
+            "chunk one noted</think>",
+            "chunk two noted</think>",
+            "chunk three noted</think>",
+            "<answer> William Shakespeare </answer>",
+        ],
+    )
     assert traj.finish == "answer"
     purposes = [c.purpose for c in traj.llm_calls]
     assert purposes == ["act", "read", "read", "read", "act"]
@@ -107,14 +127,22 @@ def test_access_reads_chunks_and_keeps_stubs():
 
 
 def test_missing_page_and_tool_failures_become_observations():
-    traj, engine = run(AgentConfig(), [
-        "<access> https://nowhere </access>", "nothing there</think>", "<answer> x </answer>",
-    ])
+    traj, engine = run(
+        AgentConfig(),
+        [
+            "<access> https://nowhere </access>",
+            "nothing there</think>",
+            "<answer> x </answer>",
+        ],
+    )
     assert traj.finish == "answer" and traj.tool_calls[0].ok and traj.tool_calls[0].result is None
     assert "No content could be found for this URL." in engine.prompts[1]
 
-    traj, engine = run(AgentConfig(), ["<search> Hamlet </search>", "failed</think>", "<answer> x </answer>"],
-                       tools=FakeTools(DOCS, fail={"search"}))
+    traj, engine = run(
+        AgentConfig(),
+        ["<search> Hamlet </search>", "failed</think>", "<answer> x </answer>"],
+        tools=FakeTools(DOCS, fail={"search"}),
+    )
     assert traj.finish == "answer"
     t = traj.tool_calls[0]
     assert not t.ok and "unreachable" in t.error and traj.stats()["searches_failed"] == 1
@@ -122,11 +150,14 @@ def test_missing_page_and_tool_failures_become_observations():
 
 
 def test_invalid_action_feedback_and_continue():
-    traj, engine = run(AgentConfig(allow_access=False), [
-        "<search>   </search>",
-        "<access> http://x </access>",
-        "<answer> William Shakespeare </answer>",
-    ])
+    traj, engine = run(
+        AgentConfig(allow_access=False),
+        [
+            "<search>   </search>",
+            "<access> http://x </access>",
+            "<answer> William Shakespeare </answer>",
+        ],
+    )
     assert traj.finish == "answer" and traj.meta["invalid_actions"] == 2
     assert "the <search> tag is empty" in engine.prompts[1]
     assert "the access action is not available here" in engine.prompts[2]
@@ -147,8 +178,10 @@ def test_length_cut_continues_and_eos_ends():
 
 
 def test_max_turns_counts_every_generation():
-    traj, engine = run(AgentConfig(max_turns=3), [f"<search> Hamlet {i} </search>" for i in range(10)]
-                       + ["read</think>"] * 10)
+    traj, engine = run(
+        AgentConfig(max_turns=3),
+        [f"<search> Hamlet {i} </search>" for i in range(10)] + ["read</think>"] * 10,
+    )
     assert traj.finish == "max_turns" and len(traj.llm_calls) == 3
     assert [c.purpose for c in traj.llm_calls] == ["act", "read", "act"]
 
@@ -171,10 +204,18 @@ def test_valid_instruction_variant_uses_the_rng():
     assert t_valid.meta["valid_instruction"] and not t_inv.meta["valid_instruction"]
     assert "The question is valid" in e_valid.prompts[0] and "the question is invalid" in e_inv.prompts[0]
     assert t_valid.prompt_hash == t_inv.prompt_hash  # both notes are part of the hash
-    picks = [run(AgentConfig(valid_instruction_prob=0.5), ["<answer> a </answer>"], rng=random.Random(s))[0]
-             .meta["valid_instruction"] for s in range(12)]
-    again = [run(AgentConfig(valid_instruction_prob=0.5), ["<answer> a </answer>"], rng=random.Random(s))[0]
-             .meta["valid_instruction"] for s in range(12)]
+    picks = [
+        run(AgentConfig(valid_instruction_prob=0.5), ["<answer> a </answer>"], rng=random.Random(s))[0].meta[
+            "valid_instruction"
+        ]
+        for s in range(12)
+    ]
+    again = [
+        run(AgentConfig(valid_instruction_prob=0.5), ["<answer> a </answer>"], rng=random.Random(s))[0].meta[
+            "valid_instruction"
+        ]
+        for s in range(12)
+    ]
     assert picks == again and True in picks and False in picks
 
 

@@ -23,9 +23,17 @@ def engine():
 
     tok = make_tokenizer()
     torch.manual_seed(0)
-    cfg = Qwen2Config(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                      num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=4096,
-                      eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    cfg = Qwen2Config(
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=4096,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
     eng = te.TransformersEngine(Qwen2ForCausalLM(cfg), tokenizer=tok, max_batch_size=4)
     yield eng
     asyncio.run(eng.aclose())
@@ -37,12 +45,20 @@ def test_agents_run_on_the_real_engine(engine, kind):
     agent = make_agent(cfg, engine.tokenizer)
 
     async def go():
-        return await asyncio.gather(*[
-            agent.run(qid="q", question="Who wrote Hamlet?", answers=["William Shakespeare"], engine=engine,
-                      tools=FakeTools(DOCS, {PAGE_URL: PAGE}), sampling=SamplingParams(temperature=1.0, seed=s),
-                      sample_idx=s)
-            for s in range(2)
-        ])
+        return await asyncio.gather(
+            *[
+                agent.run(
+                    qid="q",
+                    question="Who wrote Hamlet?",
+                    answers=["William Shakespeare"],
+                    engine=engine,
+                    tools=FakeTools(DOCS, {PAGE_URL: PAGE}),
+                    sampling=SamplingParams(temperature=1.0, seed=s),
+                    sample_idx=s,
+                )
+                for s in range(2)
+            ]
+        )
 
     for traj in asyncio.run(go()):
         assert traj.finish in ("answer", "max_turns", "eos", "context"), traj.error
@@ -61,8 +77,16 @@ def test_agents_run_on_the_real_engine(engine, kind):
 def test_asearcher_agent_on_the_project_tiny_model(tiny_engine):
     """The tiny model built from the mirror corpus (tests/fixtures/llm.py) with its own trained tokenizer."""
     agent = make_agent(AgentConfig(max_turns=4, max_new_tokens=16), tiny_engine.tokenizer)
-    traj = asyncio.run(agent.run(qid="q", question="Who wrote Hamlet?", answers=["x"], engine=tiny_engine,
-                                 tools=FakeTools(DOCS, {PAGE_URL: PAGE}), sampling=SamplingParams(seed=3)))
+    traj = asyncio.run(
+        agent.run(
+            qid="q",
+            question="Who wrote Hamlet?",
+            answers=["x"],
+            engine=tiny_engine,
+            tools=FakeTools(DOCS, {PAGE_URL: PAGE}),
+            sampling=SamplingParams(seed=3),
+        )
+    )
     assert traj.finish in ("answer", "max_turns", "eos", "context"), traj.error
     tok = tiny_engine.tokenizer
     first = traj.llm_calls[0]
@@ -86,15 +110,25 @@ def test_scripted_agent_through_real_retrieval_server(retrieval_server):
         found["url"] = url
         return f"Doc 1 looks right.\n</think>\n<access> {url} </access>"
 
-    engine = ScriptedEngine(tok, ["<search> City Bank of New York founded 1812 </search>", "noted</think>",
-                                  access_first_hit] + ["page read</think>"] * 3 + ["<answer> 1812 </answer>"])
+    engine = ScriptedEngine(
+        tok,
+        ["<search> City Bank of New York founded 1812 </search>", "noted</think>", access_first_hit]
+        + ["page read</think>"] * 3
+        + ["<answer> 1812 </answer>"],
+    )
     cfg = AgentConfig(page_chunk_chars=4000, page_max_chars=12000, max_context_tokens=60000)
     agent = make_agent(cfg, tok)
 
     async def go():
         try:
-            return await agent.run(qid="citi", question="When was the City Bank of New York founded?",
-                                   answers=["1812"], engine=engine, tools=tools, sampling=SamplingParams(seed=0))
+            return await agent.run(
+                qid="citi",
+                question="When was the City Bank of New York founded?",
+                answers=["1812"],
+                engine=engine,
+                tools=tools,
+                sampling=SamplingParams(seed=0),
+            )
         finally:
             await tools.aclose()
 
@@ -119,8 +153,14 @@ def test_tiny_model_agent_with_real_tools(tiny_engine, retrieval_server):
 
     async def go():
         try:
-            return await agent.run(qid="q", question="Who founded Citibank?", answers=["Samuel Osgood"],
-                                   engine=tiny_engine, tools=tools, sampling=SamplingParams(seed=5))
+            return await agent.run(
+                qid="q",
+                question="Who founded Citibank?",
+                answers=["Samuel Osgood"],
+                engine=tiny_engine,
+                tools=tools,
+                sampling=SamplingParams(seed=5),
+            )
         finally:
             await tools.aclose()
 

@@ -18,9 +18,26 @@ from asearcher.agent.parsing import (
     trajectory_format_ok,
 )
 
-TAGS = ["<search>", "</search>", "<access>", "</access>", "<answer>", "</answer>", "<think>", "</think>",
-        "<information>", "</information>", "<|im_end|>", "<|endoftext|>", "<|begin_of_query|>", "<|end_of_query|>",
-        "<", ">", "</", "Assistant:"]
+TAGS = [
+    "<search>",
+    "</search>",
+    "<access>",
+    "</access>",
+    "<answer>",
+    "</answer>",
+    "<think>",
+    "</think>",
+    "<information>",
+    "</information>",
+    "<|im_end|>",
+    "<|endoftext|>",
+    "<|begin_of_query|>",
+    "<|end_of_query|>",
+    "<",
+    ">",
+    "</",
+    "Assistant:",
+]
 
 pieces = st.lists(st.one_of(st.sampled_from(TAGS), st.text(max_size=12)), max_size=40)
 
@@ -80,8 +97,9 @@ def test_empty_and_disallowed_arguments_are_invalid():
 
 
 def test_search_r1_query_form():
-    assert parse_action("<|begin_of_query|> capital of France<|end_of_query|>", tags=SEARCH_R1_TAGS) == Action(
-        "search", "capital of France")
+    assert parse_action(
+        "<|begin_of_query|> capital of France<|end_of_query|>", tags=SEARCH_R1_TAGS
+    ) == Action("search", "capital of France")
     # the form that ends last wins
     t = "<search>a</search> <|begin_of_query|>b<|end_of_query|>"
     assert parse_action(t, tags=SEARCH_R1_TAGS).argument == "b"
@@ -103,7 +121,10 @@ def test_stray_special_tokens():
 
 def test_think_extraction():
     assert extract_think("<think> a </think> <think> b </think> x") == "b"
-    assert extract_think("summary started in the prompt</think>\n<search>q</search>") == "summary started in the prompt"
+    assert (
+        extract_think("summary started in the prompt</think>\n<search>q</search>")
+        == "summary started in the prompt"
+    )
     assert extract_think("no tags") is None
     assert extract_tag("<thought> t1 </thought>", "thought") == "t1"
     assert strip_think("<think>hidden</think> visible") == " visible"

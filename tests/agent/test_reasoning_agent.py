@@ -16,19 +16,29 @@ def run(cfg: AgentConfig, outputs, tools=None) -> tuple[Trajectory, ScriptedEngi
     tok = make_tokenizer()
     engine = ScriptedEngine(tok, outputs)
     agent = make_agent(cfg.model_copy(update={"kind": "asearcher-reasoning"}), tok)
-    traj = asyncio.run(agent.run(qid="q", question="Who wrote Hamlet?", answers=["William Shakespeare"],
-                                 engine=engine, tools=tools or FakeTools(DOCS, {PAGE_URL: PAGE}),
-                                 sampling=SamplingParams(seed=1)))
+    traj = asyncio.run(
+        agent.run(
+            qid="q",
+            question="Who wrote Hamlet?",
+            answers=["William Shakespeare"],
+            engine=engine,
+            tools=tools or FakeTools(DOCS, {PAGE_URL: PAGE}),
+            sampling=SamplingParams(seed=1),
+        )
+    )
     return traj, engine
 
 
 def test_min_searches_then_search_read_answer():
-    traj, engine = run(AgentConfig(min_searches=1), [
-        "<think>too early</think><thought>I guess.</thought><answer> Marlowe </answer>",
-        "<think>secret chain of thought</think>\n<thought>Look it up.</thought>\n<search> Hamlet </search>",
-        "<thought>Doc 1: Hamlet was written by William Shakespeare.</thought>",
-        "<thought>Settled.</thought><answer> William Shakespeare </answer>",
-    ])
+    traj, engine = run(
+        AgentConfig(min_searches=1),
+        [
+            "<think>too early</think><thought>I guess.</thought><answer> Marlowe </answer>",
+            "<think>secret chain of thought</think>\n<thought>Look it up.</thought>\n<search> Hamlet </search>",
+            "<thought>Doc 1: Hamlet was written by William Shakespeare.</thought>",
+            "<thought>Settled.</thought><answer> William Shakespeare </answer>",
+        ],
+    )
     assert traj.finish == "answer" and traj.prediction == "William Shakespeare"
     assert traj.meta["discarded_answers"] == ["Marlowe"]
     assert [c.purpose for c in traj.llm_calls] == ["act", "act", "read", "act"]
@@ -48,12 +58,15 @@ def test_min_searches_then_search_read_answer():
 
 def test_pages_read_in_chunks_with_stubs():
     cfg = AgentConfig(page_chunk_chars=1500, page_stub_chars=30)
-    traj, engine = run(cfg, [
-        f"<thought>Open it.</thought><access> {PAGE_URL} </access>",
-        "<thought>part one</thought>",
-        "<thought>part two</thought>",
-        "<answer> William Shakespeare </answer>",
-    ])
+    traj, engine = run(
+        cfg,
+        [
+            f"<thought>Open it.</thought><access> {PAGE_URL} </access>",
+            "<thought>part one</thought>",
+            "<thought>part two</thought>",
+            "<answer> William Shakespeare </answer>",
+        ],
+    )
     assert [c.purpose for c in traj.llm_calls] == ["act", "read", "read", "act"]
     assert "You opened a web page" in engine.prompts[1] and PAGE[:1500] in engine.prompts[1]
     assert PAGE[1500:] in engine.prompts[2] and PAGE[:1500] not in engine.prompts[2]
@@ -62,11 +75,14 @@ def test_pages_read_in_chunks_with_stubs():
 
 
 def test_turns_run_out_final_answer_call_with_fallback():
-    traj, engine = run(AgentConfig(max_turns=3), [
-        "<thought>hmm</thought> no action at all",
-        "<thought>still</thought><search></search>",
-        "I think the final answer is: William Shakespeare",
-    ])
+    traj, engine = run(
+        AgentConfig(max_turns=3),
+        [
+            "<thought>hmm</thought> no action at all",
+            "<thought>still</thought><search></search>",
+            "I think the final answer is: William Shakespeare",
+        ],
+    )
     assert [c.purpose for c in traj.llm_calls] == ["act", "act", "answer"]
     assert traj.meta["invalid_actions"] == 2
     assert "no complete action tag" in engine.prompts[1] and "the <search> tag is empty" in engine.prompts[2]
@@ -75,8 +91,12 @@ def test_turns_run_out_final_answer_call_with_fallback():
 
 
 def test_force_answer_turns_and_history_window():
-    outs = [f"<thought>step {i} {'x' * 300}</thought><search> Hamlet {i} </search>" if i % 2 == 0
-            else f"<thought>note {i}</thought>" for i in range(8)] + ["<answer> W. S. </answer>"]
+    outs = [
+        f"<thought>step {i} {'x' * 300}</thought><search> Hamlet {i} </search>"
+        if i % 2 == 0
+        else f"<thought>note {i}</thought>"
+        for i in range(8)
+    ] + ["<answer> W. S. </answer>"]
     cfg = AgentConfig(force_answer_turns=4, history_chars=1000, max_turns=50)
     traj, engine = run(cfg, outs)
     assert [c.purpose for c in traj.llm_calls] == ["act", "read"] * 4 + ["answer"]

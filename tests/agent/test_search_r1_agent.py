@@ -16,22 +16,35 @@ def run(cfg: AgentConfig, outputs) -> tuple[Trajectory, ScriptedEngine]:
     tok = make_tokenizer()
     engine = ScriptedEngine(tok, outputs)
     agent = make_agent(cfg, tok)
-    traj = asyncio.run(agent.run(qid="q", question="Who wrote Hamlet?", answers=["William Shakespeare"],
-                                 engine=engine, tools=FakeTools(DOCS), sampling=SamplingParams()))
+    traj = asyncio.run(
+        agent.run(
+            qid="q",
+            question="Who wrote Hamlet?",
+            answers=["William Shakespeare"],
+            engine=engine,
+            tools=FakeTools(DOCS),
+            sampling=SamplingParams(),
+        )
+    )
     return traj, engine
 
 
 def test_search_both_forms_then_answer_append_only():
-    traj, engine = run(AgentConfig(kind="search-r1"), [
-        "<think>look</think><search> Shakespeare </search>",
-        "<think>again</think><|begin_of_query|> Macbeth<|end_of_query|>",
-        "<think>done</think><answer> William Shakespeare </answer>",
-    ])
+    traj, engine = run(
+        AgentConfig(kind="search-r1"),
+        [
+            "<think>look</think><search> Shakespeare </search>",
+            "<think>again</think><|begin_of_query|> Macbeth<|end_of_query|>",
+            "<think>done</think><answer> William Shakespeare </answer>",
+        ],
+    )
     assert traj.finish == "answer" and traj.prediction == "William Shakespeare"
     assert [t.argument for t in traj.tool_calls] == ["Shakespeare", "Macbeth"]
     assert engine.prompts[0].startswith("<|im_start|>user\nAnswer the question below.")
-    assert f"\n\n<information>1. {DOCS[0]['contents']}\n\n2. {DOCS[1]['contents']}\n</information>\n\n" \
+    assert (
+        f"\n\n<information>1. {DOCS[0]['contents']}\n\n2. {DOCS[1]['contents']}\n</information>\n\n"
         in engine.prompts[1]
+    )
     c = traj.llm_calls
     for a, b in zip(c, c[1:], strict=False):
         assert b.input_ids[: len(a.input_ids) + len(a.output_ids)] == a.input_ids + a.output_ids

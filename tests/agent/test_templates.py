@@ -49,7 +49,11 @@ def test_user_file_and_errors_name_the_file(tmp_path):
     bad.write_text("Q: {quesiton}\n")
     with pytest.raises(TemplateError) as e:
         load_template(str(bad), allowed={"question", "today"}, required={"question"})
-    assert str(bad) in str(e.value) and "{quesiton}" in str(e.value) and "did you mean {question}" in str(e.value)
+    assert (
+        str(bad) in str(e.value)
+        and "{quesiton}" in str(e.value)
+        and "did you mean {question}" in str(e.value)
+    )
 
     nofield = tmp_path / "nofield.txt"
     nofield.write_text("no placeholders\n")
@@ -88,8 +92,10 @@ def test_agent_prompt_hash_combines_all_templates(tmp_path):
     own.write_text("{question}\n<think>\n")
     assert make_agent(AgentConfig(template=str(own)), tok).templates["prompt"].path == own
     assert make_agent(AgentConfig(allow_access=False), tok).prompt_hash != base.prompt_hash
-    hashes = {make_agent(AgentConfig(kind=k), tok).prompt_hash for k in ("asearcher", "asearcher-reasoning",
-                                                                          "search-r1")}
+    hashes = {
+        make_agent(AgentConfig(kind=k), tok).prompt_hash
+        for k in ("asearcher", "asearcher-reasoning", "search-r1")
+    }
     assert len(hashes) == 3
 
 

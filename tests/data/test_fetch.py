@@ -57,7 +57,9 @@ def small_mirror(tmp_path: Path) -> Path:
 def test_mirror_test_and_train_data_end_to_end(mirror_dir, tmp_path, capsys):
     out = tmp_path / "releases"
     for release in ("test-data", "train-data"):
-        assert main(["fetch-data", "--release", release, "--output", str(out), "--mirror", str(mirror_dir)]) == 0
+        assert (
+            main(["fetch-data", "--release", release, "--output", str(out), "--mirror", str(mirror_dir)]) == 0
+        )
     td = check_manifest(out / "ASearcher-test-data")
     recs = {e["path"]: e["records"] for e in td["files"]}
     assert recs["Bamboogle/test.jsonl"] == 125 and recs["frames/frames_test_set.csv"] == 824
@@ -67,7 +69,9 @@ def test_mirror_test_and_train_data_end_to_end(mirror_dir, tmp_path, capsys):
         assert e["source_bytes"] == e["bytes"] and e["origin"].startswith("mirror:")
     tr = check_manifest(out / "ASearcher-train-data")
     assert {e["path"]: e["records"] for e in tr["files"]} == {
-        "ASearcher-Base-35k.jsonl": 200, "ASearcher-LRM-35k.jsonl": 21}
+        "ASearcher-Base-35k.jsonl": 200,
+        "ASearcher-LRM-35k.jsonl": 21,
+    }
     assert tr["source"] == "mirror" and tr["mirror"] == str(mirror_dir.resolve())
     # the shared mirror keeps its own bytes (files are copied or replaced, never written through)
     assert "fetched" in capsys.readouterr().out
@@ -75,9 +79,13 @@ def test_mirror_test_and_train_data_end_to_end(mirror_dir, tmp_path, capsys):
 
 def test_mirror_limits_from_config_and_cli(mirror_dir, tmp_path):
     cfg = tmp_path / "run.yaml"
-    cfg.write_text(f"data:\n  source: mirror\n  mirror: {mirror_dir}\n  corpus_limit: 50\n  pages_limit: 20\n")
+    cfg.write_text(
+        f"data:\n  source: mirror\n  mirror: {mirror_dir}\n  corpus_limit: 50\n  pages_limit: 20\n"
+    )
     out = tmp_path / "r"
-    assert main(["fetch-data", "--release", "local-knowledge", "--output", str(out), "--config", str(cfg)]) == 0
+    assert (
+        main(["fetch-data", "--release", "local-knowledge", "--output", str(out), "--config", str(cfg)]) == 0
+    )
     lk = out / "ASearcher-Local-Knowledge"
     m = check_manifest(lk)
     files = {e["path"]: e for e in m["files"]}
@@ -87,10 +95,26 @@ def test_mirror_limits_from_config_and_cli(mirror_dir, tmp_path):
     assert (lk / "wiki_corpus.jsonl").read_bytes() == b"".join(src.readline() for _ in range(50))
     src.close()
     # the CLI flag overrides the config; a new limit makes the old manifest stale
-    assert main(["fetch-data", "--release", "local-knowledge", "--output", str(out), "--config", str(cfg),
-                 "--corpus-limit", "7"]) == 0
+    assert (
+        main(
+            [
+                "fetch-data",
+                "--release",
+                "local-knowledge",
+                "--output",
+                str(out),
+                "--config",
+                str(cfg),
+                "--corpus-limit",
+                "7",
+            ]
+        )
+        == 0
+    )
     assert {e["path"]: e["records"] for e in check_manifest(lk)["files"]} == {
-        "wiki_corpus.jsonl": 7, "wiki_webpages.jsonl": 20}
+        "wiki_corpus.jsonl": 7,
+        "wiki_webpages.jsonl": 20,
+    }
 
 
 def test_rerun_is_a_noop_and_verify_detects_changes(small_mirror, tmp_path):
@@ -123,9 +147,14 @@ def test_rerun_is_a_noop_and_verify_detects_changes(small_mirror, tmp_path):
 @pytest.mark.parametrize(
     "content,pattern",
     [
-        (b'{"id": "0", "contents": "a"}\n{"id": "1", "contents": "b"}\n{"id": 2, "contents": \n',
-         r"wiki_corpus.jsonl:3: malformed JSON"),
-        (b'{"id": "0", "contents": "a"}\n["not", "an object"]\n', r"wiki_corpus.jsonl:2: expected a JSON object"),
+        (
+            b'{"id": "0", "contents": "a"}\n{"id": "1", "contents": "b"}\n{"id": 2, "contents": \n',
+            r"wiki_corpus.jsonl:3: malformed JSON",
+        ),
+        (
+            b'{"id": "0", "contents": "a"}\n["not", "an object"]\n',
+            r"wiki_corpus.jsonl:2: expected a JSON object",
+        ),
         (b'{"id": "0", "contents": "a"}\n{"id": "1", "conte', r"wiki_corpus.jsonl:2: truncated line"),
     ],
 )
@@ -142,8 +171,17 @@ def test_corrupt_line_is_an_error_naming_file_and_line(small_mirror, tmp_path, c
 
 def test_cli_error_exit_code(small_mirror, tmp_path, capsys):
     (small_mirror / "ASearcher-Local-Knowledge" / "wiki_webpages.jsonl").write_text('{"url": "u0"}\n{bad}\n')
-    rc = main(["fetch-data", "--release", "local-knowledge", "--output", str(tmp_path / "r"),
-               "--mirror", str(small_mirror)])
+    rc = main(
+        [
+            "fetch-data",
+            "--release",
+            "local-knowledge",
+            "--output",
+            str(tmp_path / "r"),
+            "--mirror",
+            str(small_mirror),
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 2 and "wiki_webpages.jsonl:2: malformed JSON" in err
 
@@ -196,8 +234,9 @@ class FakeHub:
         shutil.copyfile(self._dir(repo_id) / filename, dst)
         return str(dst)
 
-    def snapshot_download(self, repo_id, *, repo_type=None, revision=None, local_dir=None, allow_patterns=None,
-                          **kw):
+    def snapshot_download(
+        self, repo_id, *, repo_type=None, revision=None, local_dir=None, allow_patterns=None, **kw
+    ):
         self.calls.append(("snapshot_download", repo_id, tuple(allow_patterns or ()), repo_type, revision))
         assert repo_type == "dataset"
         src = self._dir(repo_id)
@@ -234,7 +273,7 @@ class FakeHub:
             def open(self, path, mode="rb", **kw):
                 hub.calls.append(("open", path, mode))
                 assert mode == "rb" and path.startswith("datasets/")
-                repo_rev, filename = path[len("datasets/"):].rsplit("/", 1)
+                repo_rev, filename = path[len("datasets/") :].rsplit("/", 1)
                 repo, _rev = repo_rev.split("@")
                 return _Counting(path, open(hub._dir(repo) / filename, "rb"))
 
@@ -258,17 +297,24 @@ def test_hub_streams_only_the_first_lines(fake_hub, mirror_dir, tmp_path):
     files = {e["path"]: e for e in m["files"]}
     assert files["wiki_corpus.jsonl"]["records"] == 100
     assert files["wiki_corpus.jsonl"]["origin"] == (
-        "hf://datasets/inclusionAI/ASearcher-Local-Knowledge@v1.0/wiki_corpus.jsonl")
+        "hf://datasets/inclusionAI/ASearcher-Local-Knowledge@v1.0/wiki_corpus.jsonl"
+    )
     assert m["repo"] == "inclusionAI/ASearcher-Local-Knowledge" and m["revision"] == "v1.0"
     opened = "datasets/inclusionAI/ASearcher-Local-Knowledge@v1.0/wiki_corpus.jsonl"
     corpus = mirror_dir / "ASearcher-Local-Knowledge" / "wiki_corpus.jsonl"
     # streaming: only the bytes of the first 100 lines were read, not the 17 MB file
     assert fake_hub.bytes_read[opened] == files["wiki_corpus.jsonl"]["bytes"] < corpus.stat().st_size / 50
     # no limit: a whole-file download, pinned to the revision
-    assert ("hf_hub_download", "inclusionAI/ASearcher-Local-Knowledge", "wiki_webpages.jsonl", "dataset",
-            "v1.0") in fake_hub.calls
-    assert files["wiki_webpages.jsonl"]["sha256"] == sha(mirror_dir / "ASearcher-Local-Knowledge" /
-                                                         "wiki_webpages.jsonl")
+    assert (
+        "hf_hub_download",
+        "inclusionAI/ASearcher-Local-Knowledge",
+        "wiki_webpages.jsonl",
+        "dataset",
+        "v1.0",
+    ) in fake_hub.calls
+    assert files["wiki_webpages.jsonl"]["sha256"] == sha(
+        mirror_dir / "ASearcher-Local-Knowledge" / "wiki_webpages.jsonl"
+    )
     assert not (tmp_path / ".ASearcher-Local-Knowledge.partial").exists()  # staging cleaned up
     n = len(fake_hub.calls)
     assert fetch_release("local-knowledge", tmp_path, cfg)[1] is False and len(fake_hub.calls) == n  # no-op
@@ -283,6 +329,7 @@ def test_hub_snapshot_of_test_data(fake_hub, mirror_dir, tmp_path):
     assert len(td["files"]) == 9 and not any(".cache" in e["path"] for e in td["files"])
     # the release is usable by the loaders as fetched
     from asearcher.eval.loaders import load_benchmark
+
     assert len(load_benchmark("Bamboogle", tmp_path / "ASearcher-test-data")) == 125
 
 
@@ -291,7 +338,9 @@ def test_hub_train_data_with_repo_override(fake_hub, tmp_path, monkeypatch):
     m, _ = fetch_release("train-data", tmp_path, cfg)
     assert [e["records"] for e in m["files"]] == [200, 21]
     assert {c[2] for c in fake_hub.calls if c[0] == "hf_hub_download"} == {
-        "ASearcher-Base-35k.jsonl", "ASearcher-LRM-35k.jsonl"}
+        "ASearcher-Base-35k.jsonl",
+        "ASearcher-LRM-35k.jsonl",
+    }
 
 
 def test_test_data_json_list_or_jsonl_whatever_the_suffix(tmp_path):
@@ -306,7 +355,10 @@ def test_test_data_json_list_or_jsonl_whatever_the_suffix(tmp_path):
         (td / folder / name).write_text(text)
     m, _ = fetch_release("test-data", tmp_path / "r", DataConfig(), mirror=tmp_path / "mirror")
     assert {e["path"]: e["records"] for e in m["files"]} == {
-        "Bamboogle/test.jsonl": 3, "GAIA/test.json": 3, "NQ_rand1000/test.json": 2}
+        "Bamboogle/test.jsonl": 3,
+        "GAIA/test.json": 3,
+        "NQ_rand1000/test.json": 2,
+    }
     (td / "GAIA" / "test.json").write_text('[\n {"question": "q"},\n {"question": \n]')
     with pytest.raises(DataError, match=r"GAIA/test.json:4: malformed JSON"):
         fetch_release("test-data", tmp_path / "r2", DataConfig(), mirror=tmp_path / "mirror")

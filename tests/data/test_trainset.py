@@ -22,7 +22,12 @@ def test_base35k_from_mirror(mirror_dir):
     assert len(recs) == 200
     r = recs[0]
     assert (r.id, r.question, r.answers, r.aug_answers, r.source, r.invalid) == (
-        "5a77ec115542992a6e59dff7", "If Gallu is a demon Lilu is what?", ["a spirit"], [], "hotpotqa_train", False
+        "5a77ec115542992a6e59dff7",
+        "If Gallu is a demon Lilu is what?",
+        ["a spirit"],
+        [],
+        "hotpotqa_train",
+        False,
     )
     assert len({x.id for x in recs}) == 200
     assert r.origin.endswith("ASearcher-Base-35k.jsonl:1")
@@ -38,15 +43,34 @@ def test_lrm35k_from_mirror(mirror_dir):
 
 
 def test_normalisation_rules(tmp_path):
-    p = _write(tmp_path, [
-        {"qid": "q1", "question": "Q1?", "answer": ["A", "B"], "aug_answer": ["a."], "source": "compose_chain_qa"},
-        {"qid": "q2", "question": "Q2?", "answer": ["The question is invalid"], "aug_answer": [],
-         "source": "compose_chain_qa_invalid"},
-        {"id": "7", "idx": 9, "question": "Q3?", "answer": 42},  # idx wins over id; numbers become strings
-        {"qid": "q1", "question": "Q1 again?", "answer": "A"},  # repeated id: kept, suffixed
-        "",
-        {"question": "no id?", "answer": "x"},  # no id field: file stem and line
-    ])
+    p = _write(
+        tmp_path,
+        [
+            {
+                "qid": "q1",
+                "question": "Q1?",
+                "answer": ["A", "B"],
+                "aug_answer": ["a."],
+                "source": "compose_chain_qa",
+            },
+            {
+                "qid": "q2",
+                "question": "Q2?",
+                "answer": ["The question is invalid"],
+                "aug_answer": [],
+                "source": "compose_chain_qa_invalid",
+            },
+            {
+                "id": "7",
+                "idx": 9,
+                "question": "Q3?",
+                "answer": 42,
+            },  # idx wins over id; numbers become strings
+            {"qid": "q1", "question": "Q1 again?", "answer": "A"},  # repeated id: kept, suffixed
+            "",
+            {"question": "no id?", "answer": "x"},  # no id field: file stem and line
+        ],
+    )
     recs = load_trainset(p)
     assert [r.id for r in recs] == ["q1", "q2", "9", "q1#2", "train:6"]
     assert recs[0].aug_answers == ["a."] and recs[0].answers == ["A", "B"]
@@ -62,9 +86,18 @@ def test_normalisation_rules(tmp_path):
         ({"qid": "a", "answer": ["x"]}, r"train.jsonl:2: field 'question' must be a non-empty string"),
         ({"qid": "a", "question": "q"}, r"train.jsonl:2: missing field 'answer'"),
         ({"qid": "a", "question": "q", "answer": []}, r"train.jsonl:2: field 'answer' is an empty list"),
-        ({"qid": "a", "question": "q", "answer": ["x", {"y": 1}]}, r"train.jsonl:2: field 'answer'\[1\] must be a"),
-        ({"qid": "a", "question": "q", "answer": ["x"], "aug_answer": "bad"}, None),  # a string aug is one answer
-        ({"qid": ["a"], "question": "q", "answer": ["x"]}, r"train.jsonl:2: field 'qid' must be a string or int"),
+        (
+            {"qid": "a", "question": "q", "answer": ["x", {"y": 1}]},
+            r"train.jsonl:2: field 'answer'\[1\] must be a",
+        ),
+        (
+            {"qid": "a", "question": "q", "answer": ["x"], "aug_answer": "bad"},
+            None,
+        ),  # a string aug is one answer
+        (
+            {"qid": ["a"], "question": "q", "answer": ["x"]},
+            r"train.jsonl:2: field 'qid' must be a string or int",
+        ),
         ('{"qid": "a", "question": ', r"train.jsonl:2: malformed JSON"),
         ([1, 2], r"train.jsonl:2: expected a JSON object"),
     ],

@@ -17,8 +17,16 @@ from asearcher.eval.registry import get_benchmark, list_benchmarks
 from asearcher.utils.jsonl import DataError
 
 PAPER_SIZES = {
-    "NQ": 1000, "TriviaQA": 1000, "PopQA": 1000, "HotpotQA": 1000, "2Wiki": 1000, "MuSiQue": 1000,
-    "Bamboogle": 125, "Frames": 824, "GAIA": 103, "xBench-DeepSearch": 100,
+    "NQ": 1000,
+    "TriviaQA": 1000,
+    "PopQA": 1000,
+    "HotpotQA": 1000,
+    "2Wiki": 1000,
+    "MuSiQue": 1000,
+    "Bamboogle": 125,
+    "Frames": 824,
+    "GAIA": 103,
+    "xBench-DeepSearch": 100,
 }
 
 
@@ -53,8 +61,10 @@ def test_unknown_name_suggests():
 
 
 def test_bad_spec_names_file_and_key(tmp_path):
-    (tmp_path / "X.yaml").write_text("name: X\nfolder: x\nfiles: [{name: a, format: tsv}]\nquestion_fields: [q]\n"
-                                     "answer_fields: [a]\npaper_size: 1\nmetrics: [bleu]\nsettings: [web]\nfoo: 1\n")
+    (tmp_path / "X.yaml").write_text(
+        "name: X\nfolder: x\nfiles: [{name: a, format: tsv}]\nquestion_fields: [q]\n"
+        "answer_fields: [a]\npaper_size: 1\nmetrics: [bleu]\nsettings: [web]\nfoo: 1\n"
+    )
     with pytest.raises(UserFacingError) as e:
         get_benchmark("X", directory=tmp_path)
     msg = str(e.value)
@@ -63,8 +73,16 @@ def test_bad_spec_names_file_and_key(tmp_path):
 
 # ---- real data -------------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
-    "name,n", [("NQ", 1000), ("TriviaQA", 1000), ("PopQA", 1000), ("HotpotQA", 500), ("2Wiki", 512),
-               ("MuSiQue", 512), ("Bamboogle", 125)]
+    "name,n",
+    [
+        ("NQ", 1000),
+        ("TriviaQA", 1000),
+        ("PopQA", 1000),
+        ("HotpotQA", 500),
+        ("2Wiki", 512),
+        ("MuSiQue", 512),
+        ("Bamboogle", 125),
+    ],
 )
 def test_qa_sets_from_mirror(test_data, name, n):
     rows = load_benchmark(name, test_data)
@@ -172,8 +190,12 @@ def _write(tmp_path: Path, folder: str, name: str, text: str) -> Path:
 
 def test_qa_json_list_upstream_style(tmp_path):
     # upstream test.json: a JSON list, answer str or list, `gt` spelling, no ids -> row index
-    _write(tmp_path, "Bamboogle", "test.json",
-           json.dumps([{"question": "q0?", "answer": "a0"}, {"question": "q1?", "gt": ["a1", "b1"]}]))
+    _write(
+        tmp_path,
+        "Bamboogle",
+        "test.json",
+        json.dumps([{"question": "q0?", "answer": "a0"}, {"question": "q1?", "gt": ["a1", "b1"]}]),
+    )
     assert load_benchmark("Bamboogle", tmp_path) == [
         {"id": "0", "question": "q0?", "answers": ["a0"]},
         {"id": "1", "question": "q1?", "answers": ["a1", "b1"]},
@@ -183,15 +205,27 @@ def test_qa_json_list_upstream_style(tmp_path):
 @pytest.mark.parametrize(
     "text,pattern",
     [
-        ('{"id": "a", "question": "q", "answer": ["x"]}\n{"id": "b", "question": "q2"}\n',
-         r"test.jsonl:2: missing answer field \(one of answer, gt, golden_answers\)"),
+        (
+            '{"id": "a", "question": "q", "answer": ["x"]}\n{"id": "b", "question": "q2"}\n',
+            r"test.jsonl:2: missing answer field \(one of answer, gt, golden_answers\)",
+        ),
         ('{"id": "a", "question": "q", "answer": []}\n', r"test.jsonl:1: field 'answer': empty answer list"),
-        ('{"id": "a", "question": "", "answer": ["x"]}\n', r"test.jsonl:1: field 'question' must be a non-empty"),
-        ('{"id": "a", "question": "q", "answer": ["x"]}\n{"id": "a", "question": "q", "answer": ["y"]}\n',
-         r"test.jsonl:2: duplicate id 'a' \(first at .*test.jsonl:1\)"),
-        ('{"id": "a", "question": "q", "answer": ["x"]}\n{"id": "b", "question"\n',
-         r"test.jsonl:2: malformed JSON"),
-        ('{"id": "a", "question": "q", "answer": [null]}\n', r"test.jsonl:1: field 'answer'\[0\]: answers must be"),
+        (
+            '{"id": "a", "question": "", "answer": ["x"]}\n',
+            r"test.jsonl:1: field 'question' must be a non-empty",
+        ),
+        (
+            '{"id": "a", "question": "q", "answer": ["x"]}\n{"id": "a", "question": "q", "answer": ["y"]}\n',
+            r"test.jsonl:2: duplicate id 'a' \(first at .*test.jsonl:1\)",
+        ),
+        (
+            '{"id": "a", "question": "q", "answer": ["x"]}\n{"id": "b", "question"\n',
+            r"test.jsonl:2: malformed JSON",
+        ),
+        (
+            '{"id": "a", "question": "q", "answer": [null]}\n',
+            r"test.jsonl:1: field 'answer'\[0\]: answers must be",
+        ),
     ],
 )
 def test_bad_rows_name_file_line_field(tmp_path, text, pattern):

@@ -58,10 +58,17 @@ GOOD = 'The names match.\n```json\n{"rationale": "same person", "judgement": "Co
         # single quotes: not JSON, but a Python literal
         ("```json\n{'rationale': 'ok', 'judgement': 'Correct'}\n```", "Correct", "json_block"),
         # two blocks: the last one counts
-        ('```json\n{"judgement": "Correct"}\n``` wait\n```json\n{"judgement": "Incorrect"}\n```', "Incorrect",
-         "json_block"),
+        (
+            '```json\n{"judgement": "Correct"}\n``` wait\n```json\n{"judgement": "Incorrect"}\n```',
+            "Incorrect",
+            "json_block",
+        ),
         # no fence, a bare object after prose (with a brace inside the rationale)
-        ('Thinking... {"rationale": "a {set} differs", "judgement": "Incorrect"} done', "Incorrect", "json_object"),
+        (
+            'Thinking... {"rationale": "a {set} differs", "judgement": "Incorrect"} done',
+            "Incorrect",
+            "json_object",
+        ),
         # broken JSON (trailing comma, unclosed) but the key/value pattern is there
         ('```json\n{"rationale": "x", "judgement": "Correct",\n', "Correct", "pattern"),
         ("judgment: incorrect", "Incorrect", "pattern"),
@@ -75,8 +82,14 @@ def test_parse_verdict_chain(reply, verdict, parser):
 
 @pytest.mark.parametrize(
     "reply",
-    ["", "I cannot decide.", "It is not Correct", "Correct or Incorrect? Hard to say", '{"judgement": "maybe"}',
-     "correct"],  # lower-case lone words are too ambiguous in prose ("correct me if...")
+    [
+        "",
+        "I cannot decide.",
+        "It is not Correct",
+        "Correct or Incorrect? Hard to say",
+        '{"judgement": "maybe"}',
+        "correct",
+    ],  # lower-case lone words are too ambiguous in prose ("correct me if...")
 )
 def test_parse_verdict_rejects_ambiguous(reply):
     assert parse_verdict(reply)[0] is None
@@ -89,8 +102,12 @@ def test_clip_prediction_cuts_at_closing_tag_and_length():
 
 
 def test_prompt_contains_question_answers_clipped_prediction():
-    p = build_prompt(load_prompt(), "Who wrote Hamlet?", ["William Shakespeare", "Shakespeare"],
-                     "Shakespeare</answer><junk>")
+    p = build_prompt(
+        load_prompt(),
+        "Who wrote Hamlet?",
+        ["William Shakespeare", "Shakespeare"],
+        "Shakespeare</answer><junk>",
+    )
     assert "Who wrote Hamlet?" in p and "- William Shakespeare" in p and "- Shakespeare" in p
     assert "<junk>" not in p
     assert '"judgement"' in p  # the literal braces of the JSON example survived str.format

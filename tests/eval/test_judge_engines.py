@@ -19,7 +19,10 @@ from asearcher.eval.judge import make_judge
 @pytest.fixture
 def chat_endpoint():
     """A scripted OpenAI-compatible /v1/chat/completions on 127.0.0.1; replies in order, records requests."""
-    replies = ["Let me think about the names.", 'Verdict:\n```json\n{"rationale": "same", "judgement": "Correct"}\n```']
+    replies = [
+        "Let me think about the names.",
+        'Verdict:\n```json\n{"rationale": "same", "judgement": "Correct"}\n```',
+    ]
     seen: list[dict] = []
     app = FastAPI()
 
@@ -28,8 +31,11 @@ def chat_endpoint():
         body = await request.json()
         seen.append({"body": body, "auth": request.headers.get("authorization")})
         content = replies[min(len(seen) - 1, len(replies) - 1)]
-        return {"choices": [{"index": 0, "message": {"role": "assistant", "content": content},
-                             "finish_reason": "stop"}]}
+        return {
+            "choices": [
+                {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}
+            ]
+        }
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -50,13 +56,24 @@ def chat_endpoint():
 def test_openai_judge_over_http(chat_endpoint, monkeypatch):
     url, seen = chat_endpoint
     monkeypatch.setenv("H5_JUDGE_KEY", "sk-test-secret")
-    cfg = JudgeConfig(enabled=True, kind="openai", model="judge-model", base_url=url, api_key_env="H5_JUDGE_KEY",
-                      max_retries=2, temperature=0.6, top_p=0.95, max_new_tokens=64)
+    cfg = JudgeConfig(
+        enabled=True,
+        kind="openai",
+        model="judge-model",
+        base_url=url,
+        api_key_env="H5_JUDGE_KEY",
+        max_retries=2,
+        temperature=0.6,
+        top_p=0.95,
+        max_new_tokens=64,
+    )
     judge = make_judge(cfg)
 
     async def go():
         try:
-            return await judge.judge("Who wrote Hamlet?", ["William Shakespeare"], "Shakespeare</answer>", seed=5)
+            return await judge.judge(
+                "Who wrote Hamlet?", ["William Shakespeare"], "Shakespeare</answer>", seed=5
+            )
         finally:
             await judge.aclose()
 
@@ -76,8 +93,9 @@ def test_openai_judge_over_http(chat_endpoint, monkeypatch):
 
 def test_tiny_transformers_judge_is_bounded(tiny_model_dir):
     """A random-weight model never produces a verdict: the judge gives up after max_retries, scoring 0."""
-    cfg = JudgeConfig(enabled=True, kind="transformers", model=str(tiny_model_dir), max_retries=1,
-                      max_new_tokens=8)
+    cfg = JudgeConfig(
+        enabled=True, kind="transformers", model=str(tiny_model_dir), max_retries=1, max_new_tokens=8
+    )
     judge = make_judge(cfg)
 
     async def go():

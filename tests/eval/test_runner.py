@@ -96,21 +96,46 @@ class ScriptedAgent(Agent):
         self.runs.append((qid, sample_idx))
         self.probe.enter("traj")
         try:
-            traj = Trajectory(qid=qid, question=question, answers=answers, agent=self.name,
-                              prompt_hash=self.prompt_hash, sample_idx=sample_idx, seed=sampling.seed)
+            traj = Trajectory(
+                qid=qid,
+                question=question,
+                answers=answers,
+                agent=self.name,
+                prompt_hash=self.prompt_hash,
+                sample_idx=sample_idx,
+                seed=sampling.seed,
+            )
             steps = ["llm", "tool"] if sample_idx % 2 == 0 else ["tool", "llm"]
             for step in steps:
                 t0 = time.time()
                 if step == "llm":
-                    res = await engine.agenerate(GenerationRequest(input_ids=[len(question), 1, 2, 3],
-                                                                   sampling=sampling))
-                    traj.events.append(LLMCall([len(question)], res.output_ids, res.output_logprobs,
-                                               res.output_versions, "stop", output_text=f"<think>{question}</think>",
-                                               t_start=t0, t_end=time.time()))
+                    res = await engine.agenerate(
+                        GenerationRequest(input_ids=[len(question), 1, 2, 3], sampling=sampling)
+                    )
+                    traj.events.append(
+                        LLMCall(
+                            [len(question)],
+                            res.output_ids,
+                            res.output_logprobs,
+                            res.output_versions,
+                            "stop",
+                            output_text=f"<think>{question}</think>",
+                            t_start=t0,
+                            t_end=time.time(),
+                        )
+                    )
                 else:
                     hits = await tools.search(question, 2)
-                    traj.events.append(ToolCall("search", question, True, [h.__dict__ for h in hits],
-                                                t_start=t0, t_end=time.time()))
+                    traj.events.append(
+                        ToolCall(
+                            "search",
+                            question,
+                            True,
+                            [h.__dict__ for h in hits],
+                            t_start=t0,
+                            t_end=time.time(),
+                        )
+                    )
             if (qid, sample_idx) in self.fail:
                 try:
                     raise ConnectionError(f"engine died while answering {question}")
@@ -134,21 +159,45 @@ ROWS = [{"id": str(i), "question": f"Question number {i}?", "answers": [f"answer
 def make_job(out: Path, rows=ROWS, k=2, concurrency=3, **kw) -> EvalJob:
     seeds = seeds_for(1, k)
     card = build_card(
-        model_name="double", engine={"kind": "double"}, agent={"kind": "scripted"}, prompt_hash="sha256:test",
-        retriever={"backend": "none", "topk": 2}, search_backend="double", judge=None, temperature=0.6,
-        top_p=0.95, max_new_tokens=8, k=k, seeds=seeds, benchmark="Toy", benchmark_file=None,
-        n_questions=len(rows), sealed=False, version="test",
+        model_name="double",
+        engine={"kind": "double"},
+        agent={"kind": "scripted"},
+        prompt_hash="sha256:test",
+        retriever={"backend": "none", "topk": 2},
+        search_backend="double",
+        judge=None,
+        temperature=0.6,
+        top_p=0.95,
+        max_new_tokens=8,
+        k=k,
+        seeds=seeds,
+        benchmark="Toy",
+        benchmark_file=None,
+        n_questions=len(rows),
+        sealed=False,
+        version="test",
     )
-    return EvalJob(benchmark="Toy", rows=rows, k=k, seeds=seeds,
-                   sampling=SamplingParams(max_new_tokens=8, temperature=0.6, top_p=0.95),
-                   metrics={m: METRICS[m] for m in ("f1", "em")}, out_dir=out, card=card,
-                   concurrency=concurrency, progress=False, **kw)
+    return EvalJob(
+        benchmark="Toy",
+        rows=rows,
+        k=k,
+        seeds=seeds,
+        sampling=SamplingParams(max_new_tokens=8, temperature=0.6, top_p=0.95),
+        metrics={m: METRICS[m] for m in ("f1", "em")},
+        out_dir=out,
+        card=card,
+        concurrency=concurrency,
+        progress=False,
+        **kw,
+    )
 
 
 def go(job, agent=None, probe=None, delay=0.0):
     probe = probe or Probe()
     agent = agent or ScriptedAgent(probe)
-    return asyncio.run(run_eval(job, agent=agent, engine=SleepyEngine(probe, delay), tools=SleepyTools(probe, delay)))
+    return asyncio.run(
+        run_eval(job, agent=agent, engine=SleepyEngine(probe, delay), tools=SleepyTools(probe, delay))
+    )
 
 
 def strip_time(rows):
@@ -179,8 +228,12 @@ def crash_after(n):
 def test_uninterrupted_aggregate_and_card(tmp_path):
     agg = go(make_job(tmp_path / "a"))
     out = tmp_path / "a"
-    assert {p.name for p in out.iterdir()} == {"samples.jsonl", "trajectories.jsonl", "protocol.json",
-                                               "aggregate.json"}
+    assert {p.name for p in out.iterdir()} == {
+        "samples.jsonl",
+        "trajectories.jsonl",
+        "protocol.json",
+        "aggregate.json",
+    }
     assert json.loads((out / "aggregate.json").read_text()) == agg
     seeds = seeds_for(1, 2)
     ok = [[right(str(q), seed) for seed in seeds] for q in range(6)]
@@ -191,8 +244,21 @@ def test_uninterrupted_aggregate_and_card(tmp_path):
     assert agg["n"] == 6 and agg["n_samples"] == 12 and agg["errors"] == 0 and agg["n_complete"] == 6
     assert agg["stats"]["avg_turns"] == 1.0 and agg["stats"]["avg_searches"] == 1.0
     card = agg["protocol"]
-    for key in ("model", "agent", "prompt_hash", "retriever", "search_backend", "judge", "temperature", "top_p",
-                "k", "seeds", "n_samples", "benchmark", "code_version"):
+    for key in (
+        "model",
+        "agent",
+        "prompt_hash",
+        "retriever",
+        "search_backend",
+        "judge",
+        "temperature",
+        "top_p",
+        "k",
+        "seeds",
+        "n_samples",
+        "benchmark",
+        "code_version",
+    ):
         assert key in card
     assert card["seeds"] == seeds and card["n_samples"] == 12
     samples = read_jsonl(out / "samples.jsonl")
@@ -205,7 +271,11 @@ def test_uninterrupted_aggregate_and_card(tmp_path):
     assert len(trajs) == 12 and Trajectory.from_dict(trajs[0]["trajectory"]).question.startswith("Question")
     # the fast serialiser writes exactly what Trajectory.to_dict() gives
     t = Trajectory.from_dict(trajs[0]["trajectory"])
-    assert json.loads(json.dumps(trajectory_dict(t))) == json.loads(json.dumps(t.to_dict())) == trajs[0]["trajectory"]
+    assert (
+        json.loads(json.dumps(trajectory_dict(t)))
+        == json.loads(json.dumps(t.to_dict()))
+        == trajs[0]["trajectory"]
+    )
     assert not list(out.glob(".*")), "temp files left behind"
 
 
@@ -226,7 +296,9 @@ def test_resume_after_crash_matches_uninterrupted(tmp_path):
     assert len(agent.runs) == 12 - len(done)
     assert not done & set(agent.runs), "finished pairs were redone"
     assert agg == ref
-    assert strip_time(read_jsonl(out / "samples.jsonl")) == strip_time(read_jsonl(tmp_path / "ref/samples.jsonl"))
+    assert strip_time(read_jsonl(out / "samples.jsonl")) == strip_time(
+        read_jsonl(tmp_path / "ref/samples.jsonl")
+    )
     trajs = read_jsonl(out / "trajectories.jsonl")
     assert [(t["id"], t["sample"]) for t in trajs] == [(str(i), s) for i in range(6) for s in range(2)]
 
@@ -313,8 +385,16 @@ def test_duplicate_ids_and_seed_count_are_errors(tmp_path):
     with pytest.raises(UserFacingError, match="duplicate"):
         make_job(tmp_path, rows=ROWS + ROWS[:1])
     with pytest.raises(ValueError, match="seed"):
-        EvalJob(benchmark="x", rows=ROWS, k=3, seeds=[1], sampling=SamplingParams(), metrics={},
-                out_dir=tmp_path, card={})
+        EvalJob(
+            benchmark="x",
+            rows=ROWS,
+            k=3,
+            seeds=[1],
+            sampling=SamplingParams(),
+            metrics={},
+            out_dir=tmp_path,
+            card={},
+        )
 
 
 def test_sealed_rows_never_reach_disk(tmp_path, mirror_dir, caplog):
@@ -352,5 +432,7 @@ def test_sealed_rows_never_reach_disk(tmp_path, mirror_dir, caplog):
     assert samples[0]["answers_sha256"] == [a.sha256 for a in rows[0]["answers"]]
     assert "prediction" not in samples[0] and "raw" not in samples[0]["judge"]
     traj = read_jsonl(out / "trajectories.jsonl")[0]["trajectory"]
-    assert "question" not in traj and all("input_ids" not in e and "argument" not in e for e in traj["events"])
+    assert "question" not in traj and all(
+        "input_ids" not in e and "argument" not in e for e in traj["events"]
+    )
     assert traj["events"][0]["n_output_tokens"] == 4

@@ -22,8 +22,21 @@ def test_help_explains(capsys):
 
 
 def test_missing_retrieval_server_is_a_clear_error(tmp_path, mirror_dir, no_retrieval, capsys):
-    rc = main(["eval", "--model", "tiny", "--benchmark", "Bamboogle", "--releases", str(mirror_dir),
-               "--output", str(tmp_path / "o"), "--set", f"results_dir={tmp_path}"])
+    rc = main(
+        [
+            "eval",
+            "--model",
+            "tiny",
+            "--benchmark",
+            "Bamboogle",
+            "--releases",
+            str(mirror_dir),
+            "--output",
+            str(tmp_path / "o"),
+            "--set",
+            f"results_dir={tmp_path}",
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 2
     assert "ASEARCHER_RETRIEVAL_URL" in err and "asearcher with-retrieval" in err
@@ -33,20 +46,44 @@ def test_missing_retrieval_server_is_a_clear_error(tmp_path, mirror_dir, no_retr
 def test_unknown_benchmark_and_model(tmp_path, mirror_dir, no_retrieval, capsys):
     rc = main(["eval", "--model", "tiny", "--benchmark", "Bambogle", "--releases", str(mirror_dir)])
     assert rc == 2 and "Did you mean Bamboogle" in capsys.readouterr().err
-    rc = main(["eval", "--model", "nope", "--benchmark", "Bamboogle", "--releases", str(mirror_dir),
-               "--set", "models={a: {kind: openai, model: m}}"])
+    rc = main(
+        [
+            "eval",
+            "--model",
+            "nope",
+            "--benchmark",
+            "Bamboogle",
+            "--releases",
+            str(mirror_dir),
+            "--set",
+            "models={a: {kind: openai, model: m}}",
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 2 and "'nope'" in err and "models" in err
 
 
 def test_missing_test_data_names_where_it_looked(tmp_path, no_retrieval, capsys, monkeypatch):
     monkeypatch.delenv("ASEARCHER_MIRROR", raising=False)
-    rc = main(["eval", "--model", "tiny", "--benchmark", "Bamboogle", "--releases", str(tmp_path / "nowhere")])
+    rc = main(
+        ["eval", "--model", "tiny", "--benchmark", "Bamboogle", "--releases", str(tmp_path / "nowhere")]
+    )
     err = capsys.readouterr().err
     assert rc == 2 and "nowhere" in err and "--releases" in err
 
 
 def test_judge_metric_without_judge_is_refused(tmp_path, mirror_dir, no_retrieval, capsys):
-    rc = main(["eval", "--model", "tiny", "--benchmark", "Bamboogle", "--releases", str(mirror_dir),
-               "--set", "eval.metrics=[f1, judge]"])
+    rc = main(
+        [
+            "eval",
+            "--model",
+            "tiny",
+            "--benchmark",
+            "Bamboogle",
+            "--releases",
+            str(mirror_dir),
+            "--set",
+            "eval.metrics=[f1, judge]",
+        ]
+    )
     assert rc == 2 and "eval.judge.enabled" in capsys.readouterr().err

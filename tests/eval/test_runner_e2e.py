@@ -19,7 +19,9 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def _bench_module():
-    spec = importlib.util.spec_from_file_location("eval_concurrency", REPO / "benchmarks" / "eval_concurrency.py")
+    spec = importlib.util.spec_from_file_location(
+        "eval_concurrency", REPO / "benchmarks" / "eval_concurrency.py"
+    )
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
@@ -31,16 +33,48 @@ def retrieval_url(retrieval_server):
     return retrieval_server.url
 
 
-def test_asearcher_eval_tiny_engine_real_server(tmp_path, tiny_model_dir, retrieval_url, mirror_dir, monkeypatch):
+def test_asearcher_eval_tiny_engine_real_server(
+    tmp_path, tiny_model_dir, retrieval_url, mirror_dir, monkeypatch
+):
     monkeypatch.setenv("ASEARCHER_RETRIEVAL_URL", retrieval_url)
     out = tmp_path / "out"
-    argv = ["eval", "--model", "tiny", "--benchmark", "Bamboogle", "--releases", str(mirror_dir),
-            "--output", str(out), "--max-samples", "3", "--no-progress",
-            "--set", f"engine.model={tiny_model_dir}", "--set", f"results_dir={tmp_path}", "--set", "eval.k=2", "--set", "eval.concurrency=4",
-            "--set", "agent.max_turns=3", "--set", "agent.max_new_tokens=12",
-            # the tiny model as a (hopeless) judge: exercises the judge wiring end to end
-            "--set", "eval.judge.enabled=true", "--set", "eval.judge.kind=transformers", "--set", f"eval.judge.model={tiny_model_dir}",
-            "--set", "eval.judge.max_retries=0", "--set", "eval.judge.max_new_tokens=4"]
+    argv = [
+        "eval",
+        "--model",
+        "tiny",
+        "--benchmark",
+        "Bamboogle",
+        "--releases",
+        str(mirror_dir),
+        "--output",
+        str(out),
+        "--max-samples",
+        "3",
+        "--no-progress",
+        "--set",
+        f"engine.model={tiny_model_dir}",
+        "--set",
+        f"results_dir={tmp_path}",
+        "--set",
+        "eval.k=2",
+        "--set",
+        "eval.concurrency=4",
+        "--set",
+        "agent.max_turns=3",
+        "--set",
+        "agent.max_new_tokens=12",
+        # the tiny model as a (hopeless) judge: exercises the judge wiring end to end
+        "--set",
+        "eval.judge.enabled=true",
+        "--set",
+        "eval.judge.kind=transformers",
+        "--set",
+        f"eval.judge.model={tiny_model_dir}",
+        "--set",
+        "eval.judge.max_retries=0",
+        "--set",
+        "eval.judge.max_new_tokens=4",
+    ]
     assert main(argv) == 0
     agg = json.loads((out / "aggregate.json").read_text())
     assert agg["n"] == 3 and agg["n_samples"] == 6 and agg["k"] == 2 and agg["errors"] == 0
@@ -88,14 +122,27 @@ def test_real_agent_and_tools_through_the_server(tmp_path, tiny_model_dir, retri
     bench = _bench_module()
     rows = load_benchmark("Bamboogle", mirror_dir / "ASearcher-test-data", limit=4)
     tok = AutoTokenizer.from_pretrained(str(tiny_model_dir))
-    engine = bench.ScriptedSearchEngine(tok, searches=2, questions={r["id"]: r["question"] for r in rows},
-                                        answers={r["id"]: r["answers"][0] for r in rows})
+    engine = bench.ScriptedSearchEngine(
+        tok,
+        searches=2,
+        questions={r["id"]: r["question"] for r in rows},
+        answers={r["id"]: r["answers"][0] for r in rows},
+    )
     agent = make_agent(AgentConfig(max_turns=8, max_new_tokens=64, max_context_tokens=100_000), tok)
     tools = bench.LatencyTools(LocalTools(RetrievalClient(retrieval_url)), 0.0)
 
-    job = EvalJob(benchmark="Bamboogle", rows=rows, k=1, seeds=seeds_for(1, 1), sampling=SamplingParams(),
-                  metrics={"f1": METRICS["f1"]}, out_dir=tmp_path, card={"benchmark": {"name": "Bamboogle"}},
-                  concurrency=4, progress=False)
+    job = EvalJob(
+        benchmark="Bamboogle",
+        rows=rows,
+        k=1,
+        seeds=seeds_for(1, 1),
+        sampling=SamplingParams(),
+        metrics={"f1": METRICS["f1"]},
+        out_dir=tmp_path,
+        card={"benchmark": {"name": "Bamboogle"}},
+        concurrency=4,
+        progress=False,
+    )
 
     async def go():
         try:
@@ -109,4 +156,6 @@ def test_real_agent_and_tools_through_the_server(tmp_path, tiny_model_dir, retri
     traj = read_jsonl(tmp_path / "trajectories.jsonl")[0]["trajectory"]
     searches = [e for e in traj["events"] if e["type"] == "tool"]
     assert searches[0]["argument"] == rows[0]["question"] and len(searches[0]["result"]) == 5
-    assert all(hit["url"].startswith("http") and hit["contents"].startswith('"') for hit in searches[0]["result"])
+    assert all(
+        hit["url"].startswith("http") and hit["contents"].startswith('"') for hit in searches[0]["result"]
+    )

@@ -23,12 +23,15 @@ def _run(capsys, *argv) -> tuple[int, dict | None, str]:
 
 
 def test_means_and_per_sample(tmp_path, capsys):
-    p = _write(tmp_path, [
-        {"id": "a", "prediction": "The Eiffel Tower", "answers": ["Eiffel Tower"]},  # f1 0.8, em 1, cem 1
-        {"id": "b", "prediction": None, "answers": ["x"]},  # no answer: 0
-        "",
-        {"id": 3, "prediction": "Paris", "answers": "Paris"},  # 1, 1, 1
-    ])
+    p = _write(
+        tmp_path,
+        [
+            {"id": "a", "prediction": "The Eiffel Tower", "answers": ["Eiffel Tower"]},  # f1 0.8, em 1, cem 1
+            {"id": "b", "prediction": None, "answers": ["x"]},  # no answer: 0
+            "",
+            {"id": 3, "prediction": "Paris", "answers": "Paris"},  # 1, 1, 1
+        ],
+    )
     out = tmp_path / "scores.jsonl"
     rc, summary, _ = _run(capsys, p, "--metrics", "f1,em,cem,squad_f1", "--per-sample", out)
     assert rc == 0
@@ -45,7 +48,9 @@ def test_samples_give_avg_and_pass_at_k(tmp_path, capsys):
     rows = []
     for q, hits in (("q1", {3}), ("q2", set()), ("q3", {0, 1, 2, 3})):
         for s in (3, 1, 0, 2):  # file order is not sample order
-            rows.append({"id": q, "sample": s, "prediction": right if s in hits else wrong, "answers": ["Paris"]})
+            rows.append(
+                {"id": q, "sample": s, "prediction": right if s in hits else wrong, "answers": ["Paris"]}
+            )
     rc, summary, _ = _run(capsys, _write(tmp_path, rows), "--metrics", "em")
     assert rc == 0
     # Avg@4 = (1 + 0 + 4) / 12 = 5/12; Pass@4 = (1 + 0 + 1) / 3
@@ -61,15 +66,34 @@ def test_samples_give_avg_and_pass_at_k(tmp_path, capsys):
     "rows,pattern",
     [
         ([{"id": "a", "prediction": "x"}], r"pred.jsonl:1: missing field 'answers'"),
-        ([{"id": "a", "prediction": 5, "answers": ["x"]}], r"pred.jsonl:1: field 'prediction' must be a string"),
-        ([{"id": "a", "prediction": "x", "answers": []}], r"pred.jsonl:1: field 'answers' must be a non-empty"),
+        (
+            [{"id": "a", "prediction": 5, "answers": ["x"]}],
+            r"pred.jsonl:1: field 'prediction' must be a string",
+        ),
+        (
+            [{"id": "a", "prediction": "x", "answers": []}],
+            r"pred.jsonl:1: field 'answers' must be a non-empty",
+        ),
         (["", {"id": "a", "prediction": "x", "answers": [1]}], r"pred.jsonl:2: field 'answers'"),
         ([{"id": "a", "prediction": "x", "answers": ["x"]}, "{oops"], r"pred.jsonl:2: malformed JSON"),
-        ([{"id": "a", "prediction": "x", "answers": ["x"]}, {"id": "a", "prediction": "y", "answers": ["x"]}],
-         r"pred.jsonl:2: duplicate id 'a' \(first at line 1\)"),
-        ([{"id": "a", "sample": 0, "prediction": "x", "answers": ["x"]},
-          {"id": "b", "prediction": "x", "answers": ["x"]}], r"pred.jsonl:2: field 'sample' must be on every row"),
-        ([{"id": "a", "sample": "0", "prediction": "x", "answers": ["x"]}], r"pred.jsonl:1: field 'sample' must be"),
+        (
+            [
+                {"id": "a", "prediction": "x", "answers": ["x"]},
+                {"id": "a", "prediction": "y", "answers": ["x"]},
+            ],
+            r"pred.jsonl:2: duplicate id 'a' \(first at line 1\)",
+        ),
+        (
+            [
+                {"id": "a", "sample": 0, "prediction": "x", "answers": ["x"]},
+                {"id": "b", "prediction": "x", "answers": ["x"]},
+            ],
+            r"pred.jsonl:2: field 'sample' must be on every row",
+        ),
+        (
+            [{"id": "a", "sample": "0", "prediction": "x", "answers": ["x"]}],
+            r"pred.jsonl:1: field 'sample' must be",
+        ),
     ],
 )
 def test_bad_rows(tmp_path, capsys, rows, pattern):

@@ -91,25 +91,49 @@ class ScriptedAgent(Agent):
         self.tokens_per_call = tokens_per_call
         self.vocab = vocab
 
-    async def run(self, *, qid, question, answers, engine, tools, sampling, sample_idx=0, rng=None) -> Trajectory:
+    async def run(
+        self, *, qid, question, answers, engine, tools, sampling, sample_idx=0, rng=None
+    ) -> Trajectory:
         rng = rng or random.Random(0)
-        traj = Trajectory(qid=qid, question=question, answers=list(answers), agent=self.name,
-                          prompt_hash=self.prompt_hash, sample_idx=sample_idx, seed=sampling.seed)
+        traj = Trajectory(
+            qid=qid,
+            question=question,
+            answers=list(answers),
+            agent=self.name,
+            prompt_hash=self.prompt_hash,
+            sample_idx=sample_idx,
+            seed=sampling.seed,
+        )
         n_turns = draw_turns(rng, self.turns)
         ids = [target_token(qid, self.vocab)]
         for turn in range(n_turns):
-            sp = SamplingParams(max_new_tokens=self.tokens_per_call, temperature=sampling.temperature,
-                                seed=rng.randrange(2**31))
+            sp = SamplingParams(
+                max_new_tokens=self.tokens_per_call,
+                temperature=sampling.temperature,
+                seed=rng.randrange(2**31),
+            )
             t0 = time.time()
             res = await engine.agenerate(GenerationRequest(list(ids), sp, rid=f"{qid}:{sample_idx}"))
-            traj.events.append(LLMCall(list(ids), res.output_ids, res.output_logprobs, res.output_versions,
-                                       res.finish_reason, t_start=t0, t_end=time.time()))
+            traj.events.append(
+                LLMCall(
+                    list(ids),
+                    res.output_ids,
+                    res.output_logprobs,
+                    res.output_versions,
+                    res.finish_reason,
+                    t_start=t0,
+                    t_end=time.time(),
+                )
+            )
             ids = ids + res.output_ids
             if turn < n_turns - 1:
                 t0 = time.time()
                 hits = await tools.search(f"q{turn}", 1)
-                traj.events.append(ToolCall("search", f"q{turn}", True, [h.contents for h in hits],
-                                            t_start=t0, t_end=time.time()))
+                traj.events.append(
+                    ToolCall(
+                        "search", f"q{turn}", True, [h.contents for h in hits], t_start=t0, t_end=time.time()
+                    )
+                )
         traj.prediction = str(ids[-1])
         traj.finish = "answer"
         return traj
@@ -140,24 +164,41 @@ async def score(traj: Trajectory, q: dict[str, Any]) -> tuple[float, dict[str, A
 class SimFactory:
     """RolloutFactory of the doubles (picklable, so Ray workers build their own copies)."""
 
-    def __init__(self, turns: dict[str, Any] | None = None, token_delay_s: float = 0.0, tool_latency_s: float = 0.0,
-                 tokens_per_call: int = 4):
+    def __init__(
+        self,
+        turns: dict[str, Any] | None = None,
+        token_delay_s: float = 0.0,
+        tool_latency_s: float = 0.0,
+        tokens_per_call: int = 4,
+    ):
         self.turns = turns or {"kind": "fixed", "turns": 2}
         self.token_delay_s = token_delay_s
         self.tool_latency_s = tool_latency_s
         self.tokens_per_call = tokens_per_call
 
     def build(self, worker_index: int) -> RolloutComponents:
-        return RolloutComponents(TableEngine(token_delay_s=self.token_delay_s),
-                                 ScriptedAgent(self.turns, self.tokens_per_call), SleepTools(self.tool_latency_s),
-                                 score, max_new_tokens=self.tokens_per_call)
+        return RolloutComponents(
+            TableEngine(token_delay_s=self.token_delay_s),
+            ScriptedAgent(self.turns, self.tokens_per_call),
+            SleepTools(self.tool_latency_s),
+            score,
+            max_new_tokens=self.tokens_per_call,
+        )
 
 
 class TableTrainer:
     """Trainer API on the table policy: one Adam policy-gradient step per batch (group-centred rewards)."""
 
-    def __init__(self, model_path: str | None = None, cfg: Any = None, *, device: str = "cpu", seed: int = 0,
-                 lr: float = 0.5, train_delay_s: float = 0.0):
+    def __init__(
+        self,
+        model_path: str | None = None,
+        cfg: Any = None,
+        *,
+        device: str = "cpu",
+        seed: int = 0,
+        lr: float = 0.5,
+        train_delay_s: float = 0.0,
+    ):
         torch.manual_seed(seed)
         self.logits = torch.zeros(V, V, requires_grad=True)
         self.opt = torch.optim.Adam([self.logits], lr=lr)
@@ -193,8 +234,10 @@ class TableTrainer:
 
     def save(self, path: str) -> None:
         Path(path).mkdir(parents=True, exist_ok=True)
-        torch.save({"logits": self.logits.detach(), "opt": self.opt.state_dict(), "version": self.version},
-                   Path(path) / "trainer.pt")
+        torch.save(
+            {"logits": self.logits.detach(), "opt": self.opt.state_dict(), "version": self.version},
+            Path(path) / "trainer.pt",
+        )
 
     def load(self, path: str) -> None:
         st = torch.load(Path(path) / "trainer.pt")
@@ -212,7 +255,9 @@ class TableTrainer:
 # ---- plug-ins for `asearcher train --rollout-factory/--trainer-factory` -------------------------------
 def cli_rollout_factory(cfg: Any, model_dir: str, retrieval_url: str | None) -> SimFactory:
     # the resume test slows decoding down (SIM_TOKEN_DELAY) so it can kill the run between checkpoints
-    return SimFactory({"kind": "fixed", "turns": 2}, token_delay_s=float(os.environ.get("SIM_TOKEN_DELAY", "0.002")))
+    return SimFactory(
+        {"kind": "fixed", "turns": 2}, token_delay_s=float(os.environ.get("SIM_TOKEN_DELAY", "0.002"))
+    )
 
 
 def cli_trainer(model_path: str, cfg: Any, device: str = "cpu", seed: int = 0) -> TableTrainer:
@@ -220,7 +265,10 @@ def cli_trainer(model_path: str, cfg: Any, device: str = "cpu", seed: int = 0) -
 
 
 def write_questions(path: Path, n: int) -> Path:
-    path.write_text("".join(json.dumps({"qid": f"q{i}", "question": f"question {i}?", "answer": [f"a{i}"]}) + "\n"
-                            for i in range(n)))
+    path.write_text(
+        "".join(
+            json.dumps({"qid": f"q{i}", "question": f"question {i}?", "answer": [f"a{i}"]}) + "\n"
+            for i in range(n)
+        )
+    )
     return path
-

@@ -12,7 +12,9 @@ from asearcher.rl.algo.types import Group, ScoredTrajectory
 VOCAB = 48
 
 
-def make_tiny_model(path: Path, *, vocab: int = VOCAB, hidden: int = 32, layers: int = 1, seed: int = 0) -> Path:
+def make_tiny_model(
+    path: Path, *, vocab: int = VOCAB, hidden: int = 32, layers: int = 1, seed: int = 0
+) -> Path:
     """A random-init Qwen2 causal LM + a word-level tokenizer ("w0".."wN") saved as an HF dir."""
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
@@ -67,7 +69,9 @@ def group(qid: str, trajs_rewards, submit_version: int = 0) -> Group:
     )
 
 
-def random_groups(n_groups: int, g: int, *, seed: int = 0, vocab: int = VOCAB, version: int = 0) -> list[Group]:
+def random_groups(
+    n_groups: int, g: int, *, seed: int = 0, vocab: int = VOCAB, version: int = 0
+) -> list[Group]:
     """Two-turn trajectories with an appended second call, random tokens/rewards."""
     gen = torch.Generator().manual_seed(seed)
     out = []

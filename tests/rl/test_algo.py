@@ -41,12 +41,18 @@ def test_pack_appends_continuations_and_opens_new_sequences():
     for s in seqs:
         assert s.reward == 0.75 and s.qid == "q1" and s.traj_index == 7 and s.n_traj_tokens == 6
         assert len(s.input_ids) == len(s.loss_mask) == len(s.behav_logprobs) == len(s.versions)
-    assert st.sequences == 2 and st.appended_calls == 2 and st.trained_tokens == 6 and st.truncated_tokens == 0
+    assert (
+        st.sequences == 2 and st.appended_calls == 2 and st.trained_tokens == 6 and st.truncated_tokens == 0
+    )
 
 
 def test_pack_respects_the_token_cap():
     P = [10, 11, 12]
-    calls = [llm(P, [13, 14, 15, 16, 17]), llm([10, 11, 20], [21, 22]), llm(P + [13, 14, 15, 16, 17, 18], [19])]
+    calls = [
+        llm(P, [13, 14, 15, 16, 17]),
+        llm([10, 11, 20], [21, 22]),
+        llm(P + [13, 14, 15, 16, 17, 18], [19]),
+    ]
     # call 0 overflows (8 > 7): it keeps its prompt and the outputs that fit; call 2's prompt alone fills the cap
     st = PackStats()
     seqs = pack_trajectory(traj("q", calls), 1.0, max_tokens=7, stats=st)
@@ -72,8 +78,14 @@ def test_pack_rejects_misaligned_records():
 
 def _seq(n_loss: int, qid="q", t=0) -> TrainSequence:
     return TrainSequence(
-        input_ids=[1] * (n_loss + 1), loss_mask=[0] + [1] * n_loss, behav_logprobs=[0.0] * (n_loss + 1),
-        versions=[-1] * (n_loss + 1), reward=0.0, qid=qid, traj_index=t, n_traj_tokens=n_loss,
+        input_ids=[1] * (n_loss + 1),
+        loss_mask=[0] + [1] * n_loss,
+        behav_logprobs=[0.0] * (n_loss + 1),
+        versions=[-1] * (n_loss + 1),
+        reward=0.0,
+        qid=qid,
+        traj_index=t,
+        n_traj_tokens=n_loss,
     )
 
 
@@ -102,7 +114,9 @@ def test_areal_clips_before_normalising():
 def test_grpo_advantages_hand_computed():
     cfg = RLConfig(advantage="grpo")
     assert grpo_trajectory_advantages([2.0, 0.0, 1.0], cfg) == pytest.approx([1.0, -1.0, 0.0], abs=1e-5)
-    assert grpo_trajectory_advantages([1.0, 0.0], cfg) == pytest.approx([0.5 / math.sqrt(0.5), -0.5 / math.sqrt(0.5)], abs=1e-5)  # sample std
+    assert grpo_trajectory_advantages([1.0, 0.0], cfg) == pytest.approx(
+        [0.5 / math.sqrt(0.5), -0.5 / math.sqrt(0.5)], abs=1e-5
+    )  # sample std
     assert grpo_trajectory_advantages([0.3, 0.3], cfg) == [0.0, 0.0]
     assert grpo_trajectory_advantages([1.0], cfg) == [0.0]
     seqs = [_seq(2), _seq(5), _seq(1)]

@@ -19,8 +19,17 @@ def test_moving_average_is_trailing_and_short_at_the_start():
 
 
 def test_reward_summary_weights_by_trajectories_and_skips_empty_steps():
-    rows = [row(1, 0.0, 8), row(2, 1.0, 24), row(3, 0.9, 0), row(4, 0.5, 16), row(5, 0.7, 16),
-            row(6, 0.2, 10), row(7, 0.8, 30), row(8, 0.6, 16), row(9, 0.6, 16)]
+    rows = [
+        row(1, 0.0, 8),
+        row(2, 1.0, 24),
+        row(3, 0.9, 0),
+        row(4, 0.5, 16),
+        row(5, 0.7, 16),
+        row(6, 0.2, 10),
+        row(7, 0.8, 30),
+        row(8, 0.6, 16),
+        row(9, 0.6, 16),
+    ]
     s = reward_summary(rows, frac=0.25)  # 8 non-empty steps -> windows of 2
     assert s["window_steps"] == 2 and s["steps"] == 9
     assert s["reward_start"] == pytest.approx((0.0 * 8 + 1.0 * 24) / 32)

@@ -68,14 +68,22 @@ def run_loop(model_dir, *, advantage: str = "areal", multiplier: float = 1.0, se
             samples = []
             for i in range(q * G, (q + 1) * G):
                 out = toks[i].tolist()
-                t = Trajectory(qid=f"s{step}q{q}", question="", answers=[], agent="test", prompt_hash="",
-                               sample_idx=i)
-                t.events = [LLMCall(input_ids=prompts[i].tolist(), output_ids=out,
-                                    output_logprobs=lps[i].tolist(), output_versions=[trainer.version] * GEN_LEN,
-                                    finish_reason="length")]
+                t = Trajectory(
+                    qid=f"s{step}q{q}", question="", answers=[], agent="test", prompt_hash="", sample_idx=i
+                )
+                t.events = [
+                    LLMCall(
+                        input_ids=prompts[i].tolist(),
+                        output_ids=out,
+                        output_logprobs=lps[i].tolist(),
+                        output_versions=[trainer.version] * GEN_LEN,
+                        finish_reason="length",
+                    )
+                ]
                 samples.append(ScoredTrajectory(t, float(TARGET in out)))
-            groups.append(Group(qid=f"q{q}", question="", answers=[], samples=samples,
-                                submit_version=trainer.version))
+            groups.append(
+                Group(qid=f"q{q}", question="", answers=[], samples=samples, submit_version=trainer.version)
+            )
         curve.append(sum(s.reward for g in groups for s in g.samples) / (QUESTIONS * G))
         trainer.train_step(groups)
     return curve

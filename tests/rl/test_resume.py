@@ -51,9 +51,12 @@ def test_stream_state_resumes_with_requeued_questions_first():
 
 def test_load_train_rows_release_format_and_errors(tmp_path):
     p = tmp_path / "t.jsonl"
-    p.write_text(json.dumps({"qid": "x", "question": "Q?", "answer": ["A"], "aug_answer": ["B"]}) + "\n"
-                 + json.dumps({"id": "y", "question": "R?", "answer": "C", "source": "compose_chain_qa_invalid"})
-                 + "\n")
+    p.write_text(
+        json.dumps({"qid": "x", "question": "Q?", "answer": ["A"], "aug_answer": ["B"]})
+        + "\n"
+        + json.dumps({"id": "y", "question": "R?", "answer": "C", "source": "compose_chain_qa_invalid"})
+        + "\n"
+    )
     rows = load_train_rows(p)
     assert rows[0] == {"qid": "x", "question": "Q?", "answers": ["A"], "aug_answers": ["B"], "invalid": False}
     assert rows[1]["answers"] == ["C"] and rows[1]["qid"] == "y" and rows[1]["invalid"]
@@ -63,12 +66,37 @@ def test_load_train_rows_release_format_and_errors(tmp_path):
 
 
 def _train_cmd(out: Path, train: Path, steps: int) -> list[str]:
-    return [sys.executable, "-m", "asearcher.cli", "train", "--model", "unused", "--train", str(train),
-            "--output", str(out), "--no-progress",
-            "--rollout-factory", "tests.rl.doubles:cli_rollout_factory",
-            "--trainer-factory", "tests.rl.doubles:cli_trainer",
-            "--set", f"rl.steps={steps}", "--set", "rl.batch_size=3", "--set", "rl.group_size=3", "--set", "rl.max_head_offpolicyness=0",
-            "--set", "rl.rollout_workers=2", "--set", "rl.checkpoint_every=2", "--set", "rl.max_concurrent_rollouts=8"]
+    return [
+        sys.executable,
+        "-m",
+        "asearcher.cli",
+        "train",
+        "--model",
+        "unused",
+        "--train",
+        str(train),
+        "--output",
+        str(out),
+        "--no-progress",
+        "--rollout-factory",
+        "tests.rl.doubles:cli_rollout_factory",
+        "--trainer-factory",
+        "tests.rl.doubles:cli_trainer",
+        "--set",
+        f"rl.steps={steps}",
+        "--set",
+        "rl.batch_size=3",
+        "--set",
+        "rl.group_size=3",
+        "--set",
+        "rl.max_head_offpolicyness=0",
+        "--set",
+        "rl.rollout_workers=2",
+        "--set",
+        "rl.checkpoint_every=2",
+        "--set",
+        "rl.max_concurrent_rollouts=8",
+    ]
 
 
 def _env(token_delay: float) -> dict[str, str]:
@@ -91,12 +119,19 @@ def test_sigkill_then_rerun_continues_without_losing_or_repeating_steps(tmp_path
     train = write_questions(tmp_path / "train.jsonl", 10)
     steps = 6
     ref = tmp_path / "ref"
-    subprocess.run(_train_cmd(ref, train, steps), cwd=REPO, env=_env(0.0), check=True, timeout=180,
-                   capture_output=True)
+    subprocess.run(
+        _train_cmd(ref, train, steps), cwd=REPO, env=_env(0.0), check=True, timeout=180, capture_output=True
+    )
 
     out = tmp_path / "run"
-    proc = subprocess.Popen(_train_cmd(out, train, steps), cwd=REPO, env=_env(0.05), start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        _train_cmd(out, train, steps),
+        cwd=REPO,
+        env=_env(0.05),
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.time() + 150
     try:
         while not (out / "checkpoints" / "step_2" / "state.json").exists():
@@ -113,8 +148,9 @@ def test_sigkill_then_rerun_continues_without_losing_or_repeating_steps(tmp_path
         (out / "metrics.jsonl").unlink()
         (out / "metrics.csv").unlink()
 
-    r = subprocess.run(_train_cmd(out, train, steps), cwd=REPO, env=_env(0.0), timeout=180, capture_output=True,
-                       text=True)
+    r = subprocess.run(
+        _train_cmd(out, train, steps), cwd=REPO, env=_env(0.0), timeout=180, capture_output=True, text=True
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     assert _steps(out) == _steps(ref)  # same steps, same questions per step, nothing lost or repeated
     assert [s for s, _ in _steps(out)] == list(range(1, steps + 1))
@@ -126,8 +162,9 @@ def test_sigkill_then_rerun_continues_without_losing_or_repeating_steps(tmp_path
     assert csv_steps == [str(i) for i in range(1, steps + 1)]
     assert json.loads((out / "summary.json").read_text())["steps"] == steps
     # a rerun of a finished run does nothing
-    r = subprocess.run(_train_cmd(out, train, steps), cwd=REPO, env=_env(0.0), timeout=120, capture_output=True,
-                       text=True)
+    r = subprocess.run(
+        _train_cmd(out, train, steps), cwd=REPO, env=_env(0.0), timeout=120, capture_output=True, text=True
+    )
     assert r.returncode == 0 and "nothing to do" in r.stdout
 
 
@@ -146,8 +183,16 @@ def test_async_checkpoint_requeues_in_flight_questions(tmp_path):
     os.environ["PYTHONPATH"] = f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"
     ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", ignore_reinit_error=True)
     factory = SimFactory({"kind": "fixed", "turns": 2}, token_delay_s=0.003)
-    cfg = RLConfig(steps=2, batch_size=2, group_size=3, max_head_offpolicyness=2, max_concurrent_rollouts=8,
-                   rollout_workers=1, checkpoint_every=1, dynamic_filtering=False)
+    cfg = RLConfig(
+        steps=2,
+        batch_size=2,
+        group_size=3,
+        max_head_offpolicyness=2,
+        max_concurrent_rollouts=8,
+        rollout_workers=1,
+        checkpoint_every=1,
+        dynamic_filtering=False,
+    )
 
     def run(steps: int, resume: bool):
         trainer = TableTrainer(seed=1)
@@ -156,9 +201,15 @@ def test_async_checkpoint_requeues_in_flight_questions(tmp_path):
         if resume:
             state = load_checkpoint(latest_checkpoint(tmp_path / "checkpoints"), trainer)
             stream.load_state(state["stream"])
-        ctl = Controller(cfg=cfg, trainer=trainer, stream=stream, output_dir=tmp_path, resume_state=state,
-                         spawn_worker=lambda i: spawn_worker(factory, i, cfg.group_size, cfg.temperature, 1),
-                         progress=False)
+        ctl = Controller(
+            cfg=cfg,
+            trainer=trainer,
+            stream=stream,
+            output_dir=tmp_path,
+            resume_state=state,
+            spawn_worker=lambda i: spawn_worker(factory, i, cfg.group_size, cfg.temperature, 1),
+            progress=False,
+        )
 
         async def main():
             try:

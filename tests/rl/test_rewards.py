@@ -88,7 +88,9 @@ def _t(outputs, prediction, valid=False):
 
 def test_score_trajectory_f1_times_format():
     cfg = RLConfig()
-    good = _t(["hm</think>\n<search> x </search>", "ok</think>\n<answer> eiffel tower </answer>"], "Eiffel Tower")
+    good = _t(
+        ["hm</think>\n<search> x </search>", "ok</think>\n<answer> eiffel tower </answer>"], "Eiffel Tower"
+    )
     r, info = R.score_trajectory(good, ["eiffel tower"], None, cfg)
     assert r == 1.0 and info["format"] == 1.0 and info["f1"] == 1.0
     bad = _t(["Assistant: <answer> eiffel tower </answer>"], "Eiffel Tower")

@@ -9,7 +9,9 @@ from hypothesis import strategies as st
 from asearcher.rl.system.staleness import StalenessManager
 
 
-def simulate(B: int, eta: int, max_conc: int, choices: list[int], rejects: list[bool], fifo: bool, steps: int = 6):
+def simulate(
+    B: int, eta: int, max_conc: int, choices: list[int], rejects: list[bool], fifo: bool, steps: int = 6
+):
     """Drive the manager like the controller does; returns trained (submit_version, train_version, slot) triples."""
     sm = StalenessManager(B, eta, max_conc)
     version, running, ready, trained = 0, [], [], []

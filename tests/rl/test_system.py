@@ -23,7 +23,9 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def ray_local():
-    os.environ["PYTHONPATH"] = f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"  # workers import tests.*
+    os.environ["PYTHONPATH"] = (
+        f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"  # workers import tests.*
+    )
     ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", ignore_reinit_error=True)
     yield
     ray.shutdown()
@@ -34,17 +36,31 @@ def rows(n: int) -> list[dict]:
 
 
 def rl_cfg(**kw) -> RLConfig:
-    base = dict(steps=3, batch_size=4, group_size=4, max_head_offpolicyness=0, max_concurrent_rollouts=16,
-                rollout_workers=2, checkpoint_every=100)
+    base = dict(
+        steps=3,
+        batch_size=4,
+        group_size=4,
+        max_head_offpolicyness=0,
+        max_concurrent_rollouts=16,
+        rollout_workers=2,
+        checkpoint_every=100,
+    )
     base.update(kw)
     return RLConfig(**base)
 
 
-def run_controller(cfg: RLConfig, factory: SimFactory, seed: int = 1, **kw) -> tuple[Controller, TableTrainer]:
+def run_controller(
+    cfg: RLConfig, factory: SimFactory, seed: int = 1, **kw
+) -> tuple[Controller, TableTrainer]:
     trainer = TableTrainer(seed=seed)
-    ctl = Controller(cfg=cfg, trainer=trainer, stream=QuestionStream(rows(24), seed=seed),
-                     spawn_worker=lambda i: spawn_worker(factory, i, cfg.group_size, cfg.temperature, seed),
-                     progress=False, **kw)
+    ctl = Controller(
+        cfg=cfg,
+        trainer=trainer,
+        stream=QuestionStream(rows(24), seed=seed),
+        spawn_worker=lambda i: spawn_worker(factory, i, cfg.group_size, cfg.temperature, seed),
+        progress=False,
+        **kw,
+    )
 
     async def main():
         try:
@@ -120,10 +136,23 @@ def test_train_cli_without_retrieval_server_is_a_user_error(tmp_path, capsys, mo
     monkeypatch.delenv("ASEARCHER_RETRIEVAL_URL", raising=False)
     monkeypatch.delenv("RAG_SERVER_ADDR_DIR", raising=False)
     train = write_questions(tmp_path / "t.jsonl", 3)
-    rc = main(["train", "--model", "m", "--train", str(train), "--output", str(tmp_path / "o"),
-               "--trainer-factory", "tests.rl.doubles:cli_trainer"])
+    rc = main(
+        [
+            "train",
+            "--model",
+            "m",
+            "--train",
+            str(train),
+            "--output",
+            str(tmp_path / "o"),
+            "--trainer-factory",
+            "tests.rl.doubles:cli_trainer",
+        ]
+    )
     assert rc == 2 and "--retrieval-url" in capsys.readouterr().err
-    rc = main(["train", "--model", "m", "--train", str(tmp_path / "missing.jsonl"), "--output", str(tmp_path / "o")])
+    rc = main(
+        ["train", "--model", "m", "--train", str(tmp_path / "missing.jsonl"), "--output", str(tmp_path / "o")]
+    )
     assert rc == 2 and "missing.jsonl does not exist" in capsys.readouterr().err
 
 
@@ -200,8 +229,9 @@ def test_curriculum_trains_only_questions_that_need_many_tool_calls(ray_local, m
     cfg = rl_cfg(steps=2, batch_size=2, curriculum_min_tool_calls=2, max_head_offpolicyness=1)
     trained = []
     train_step = TableTrainer.train_step
-    monkeypatch.setattr(TableTrainer, "train_step", lambda self, groups: (trained.extend(groups),
-                                                                          train_step(self, groups))[1])
+    monkeypatch.setattr(
+        TableTrainer, "train_step", lambda self, groups: (trained.extend(groups), train_step(self, groups))[1]
+    )
     ctl, trainer = run_controller(cfg, factory)
     assert trainer.version == 2 and len(trained) == 4
     assert ctl.counters["groups_curriculum_filtered"] > 0

@@ -15,22 +15,64 @@ from tests.rl.test_system import ray_local  # noqa: F401  (module-scoped local R
 
 def test_train_cli_real_stack(ray_local, tiny_model_dir, retrieval_server, tmp_path):  # noqa: F811
     train = tmp_path / "train.jsonl"
-    train.write_text("".join(json.dumps({"qid": f"q{i}", "question": q, "answer": [a]}) + "\n" for i, (q, a) in
-                             enumerate([("Who wrote Hamlet?", "Shakespeare"), ("Capital of France?", "Paris"),
-                                        ("Largest planet?", "Jupiter")])))
+    train.write_text(
+        "".join(
+            json.dumps({"qid": f"q{i}", "question": q, "answer": [a]}) + "\n"
+            for i, (q, a) in enumerate(
+                [
+                    ("Who wrote Hamlet?", "Shakespeare"),
+                    ("Capital of France?", "Paris"),
+                    ("Largest planet?", "Jupiter"),
+                ]
+            )
+        )
+    )
     out = tmp_path / "run"
-    rc = main(["train", "--model", str(tiny_model_dir), "--train", str(train), "--output", str(out),
-               "--retrieval-url", retrieval_server.url, "--no-progress",
-               "--set", "rl.steps=2", "--set", "rl.batch_size=2", "--set", "rl.group_size=2", "--set", "rl.max_head_offpolicyness=1",
-               "--set", "rl.rollout_workers=1", "--set", "rl.dynamic_filtering=false", "--set", "rl.checkpoint_every=1",
-               "--set", "agent.max_turns=2", "--set", "agent.max_new_tokens=16", "--set", "engine.device=cpu", "--set", "engine.max_batch_size=8"])
+    rc = main(
+        [
+            "train",
+            "--model",
+            str(tiny_model_dir),
+            "--train",
+            str(train),
+            "--output",
+            str(out),
+            "--retrieval-url",
+            retrieval_server.url,
+            "--no-progress",
+            "--set",
+            "rl.steps=2",
+            "--set",
+            "rl.batch_size=2",
+            "--set",
+            "rl.group_size=2",
+            "--set",
+            "rl.max_head_offpolicyness=1",
+            "--set",
+            "rl.rollout_workers=1",
+            "--set",
+            "rl.dynamic_filtering=false",
+            "--set",
+            "rl.checkpoint_every=1",
+            "--set",
+            "agent.max_turns=2",
+            "--set",
+            "agent.max_new_tokens=16",
+            "--set",
+            "engine.device=cpu",
+            "--set",
+            "engine.max_batch_size=8",
+        ]
+    )
     assert rc == 0
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [1, 2]
     assert all(r["n_trajectories"] == 4 and r["tokens_per_traj_max"] > 0 for r in rows)
     assert all(sum(r["token_staleness_hist"].values()) > 0 for r in rows)
     assert (out / "final" / "config.json").exists()
-    assert json.loads((out / "summary.json").read_text())["steps"] in (1, 2) and (out / "training.png").exists()
+    assert (
+        json.loads((out / "summary.json").read_text())["steps"] in (1, 2) and (out / "training.png").exists()
+    )
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step_1", "step_2"]
     # the trainer really changed the weights it saved
     from transformers import AutoModelForCausalLM
@@ -58,7 +100,9 @@ class TinyLMFactory:
 
         engine = TransformersEngine(self.model_dir, device="cpu", max_batch_size=16)
         agent = ScriptedAgent({"kind": "fixed", "turns": 2}, self.tokens_per_call, vocab=VOCAB)
-        return RolloutComponents(engine, agent, SleepTools(), even_token_reward, max_new_tokens=self.tokens_per_call)
+        return RolloutComponents(
+            engine, agent, SleepTools(), even_token_reward, max_new_tokens=self.tokens_per_call
+        )
 
 
 async def even_token_reward(traj, q):
@@ -85,16 +129,29 @@ def test_eta0_real_engine_and_trainer_match_synchronous_loop(ray_local, tmp_path
     # gradient lies within float noise of zero would step +-lr depending on rounding, i.e. on how the engine
     # batched the requests (seen once in CI: one k_proj.bias element). eps 1e-6 damps steps for gradients that
     # small. With it the largest weight difference measured was 3.5e-7.
-    cfg = RLConfig(steps=3, batch_size=3, group_size=4, max_head_offpolicyness=0, max_concurrent_rollouts=6,
-                   rollout_workers=2, checkpoint_every=100, optim={"lr": 1e-2, "weight_decay": 0.0, "eps": 1e-6})
+    cfg = RLConfig(
+        steps=3,
+        batch_size=3,
+        group_size=4,
+        max_head_offpolicyness=0,
+        max_concurrent_rollouts=6,
+        rollout_workers=2,
+        checkpoint_every=100,
+        optim={"lr": 1e-2, "weight_decay": 0.0, "eps": 1e-6},
+    )
     factory = TinyLMFactory(model_dir)
     seed = 5
     init = TorchTrainer(str(model_dir), cfg, seed=seed).get_weights()
 
     trainer = TorchTrainer(str(model_dir), cfg, seed=seed)
-    ctl = Controller(cfg=cfg, trainer=trainer, stream=QuestionStream(rows(24), seed=seed), output_dir=tmp_path / "run",
-                     spawn_worker=lambda i: spawn_worker(factory, i, cfg.group_size, cfg.temperature, seed),
-                     progress=False)
+    ctl = Controller(
+        cfg=cfg,
+        trainer=trainer,
+        stream=QuestionStream(rows(24), seed=seed),
+        output_dir=tmp_path / "run",
+        spawn_worker=lambda i: spawn_worker(factory, i, cfg.group_size, cfg.temperature, seed),
+        progress=False,
+    )
 
     async def run_async():
         try:
@@ -116,7 +173,9 @@ def test_eta0_real_engine_and_trainer_match_synchronous_loop(ray_local, tmp_path
     for k in want:
         assert torch.allclose(got[k], want[k], rtol=1e-4, atol=1e-5), k
     assert max(float((want[k] - init[k]).abs().max()) for k in want) > 1e-3  # the updates were not vacuous
-    for r in ctl.step_log:  # synchronous: every trained token came from the weights of the step that trains it
+    for (
+        r
+    ) in ctl.step_log:  # synchronous: every trained token came from the weights of the step that trains it
         assert set(r["token_staleness_hist"]) == {"0"}
 
 
@@ -129,18 +188,31 @@ def test_judge_reward_runs_on_the_rollout_workers_event_loop(tiny_model_dir, ret
     from asearcher.config import load_config
     from asearcher.rl.system.rollout import DefaultRolloutFactory, RolloutWorkerImpl
 
-    cfg = load_config(None, ["rl.reward=judge", "agent.max_turns=2", "agent.max_new_tokens=12",
-                             "eval.judge.kind=transformers", f"eval.judge.model={tiny_model_dir}",
-                             "eval.judge.max_new_tokens=8", "eval.judge.max_retries=0"])
-    engine_cfg = cfg.engine.model_copy(update={"kind": "transformers", "model": str(tiny_model_dir),
-                                               "device": "cpu"})
-    factory = DefaultRolloutFactory(engine_cfg, cfg.agent, cfg.rl, retrieval_server.url, judge_cfg=cfg.eval.judge)
+    cfg = load_config(
+        None,
+        [
+            "rl.reward=judge",
+            "agent.max_turns=2",
+            "agent.max_new_tokens=12",
+            "eval.judge.kind=transformers",
+            f"eval.judge.model={tiny_model_dir}",
+            "eval.judge.max_new_tokens=8",
+            "eval.judge.max_retries=0",
+        ],
+    )
+    engine_cfg = cfg.engine.model_copy(
+        update={"kind": "transformers", "model": str(tiny_model_dir), "device": "cpu"}
+    )
+    factory = DefaultRolloutFactory(
+        engine_cfg, cfg.agent, cfg.rl, retrieval_server.url, judge_cfg=cfg.eval.judge
+    )
     worker = RolloutWorkerImpl(factory, 0, 2, 1.0, 1)
 
     async def main():
         try:
-            group = await worker.run_group({"qid": "q", "index": 0, "question": "Who wrote Hamlet?",
-                                            "answers": ["Shakespeare"]}, 0)
+            group = await worker.run_group(
+                {"qid": "q", "index": 0, "question": "Who wrote Hamlet?", "answers": ["Shakespeare"]}, 0
+            )
             # the random tiny policy rarely answers, and an empty answer skips the judge: score one that did
             answered = group.samples[0].trajectory
             answered.prediction = "Shakespeare"

@@ -33,8 +33,18 @@ def test_train_step_contract(model_dir):
     w0 = tr.get_weights()
     m = tr.train_step(random_groups(2, 3))
     assert tr.version == 1
-    for k in ("loss", "grad_norm", "n_seqs", "n_tokens", "clip_frac", "behav_masked_frac", "entropy", "train_s",
-              "staleness_mean", "staleness_max"):
+    for k in (
+        "loss",
+        "grad_norm",
+        "n_seqs",
+        "n_tokens",
+        "clip_frac",
+        "behav_masked_frac",
+        "entropy",
+        "train_s",
+        "staleness_mean",
+        "staleness_max",
+    ):
         assert k in m, k
     assert m["n_seqs"] == 6 and m["n_tokens"] == 6 * 7 and m["grad_norm"] > 0
     w1 = tr.get_weights()
@@ -65,10 +75,11 @@ def test_proximal_recompute_and_behaviour_weights(model_dir):
 
     for st in groups[0].samples:
         for c in st.trajectory.llm_calls:
-            row = TrainSequence(input_ids=c.input_ids + c.output_ids, loss_mask=[], behav_logprobs=[],
-                                versions=[], reward=0.0)
+            row = TrainSequence(
+                input_ids=c.input_ids + c.output_ids, loss_mask=[], behav_logprobs=[], versions=[], reward=0.0
+            )
             lp = tr._recompute(tr.model, [row])[0]
-            c.output_logprobs = lp[len(c.input_ids):].tolist()
+            c.output_logprobs = lp[len(c.input_ids) :].tolist()
     m = tr.train_step(groups)
     assert m["behav_weight_mean"] == pytest.approx(1.0, abs=1e-5) and m["behav_masked_frac"] == 0
     assert m["ratio_mean"] == pytest.approx(1.0, abs=1e-5)
@@ -159,8 +170,12 @@ def test_recomputed_logprobs_match_the_real_engine(model_dir):
         eng = TransformersEngine(str(model_dir), device="cpu", dtype="float32")
         try:
             await eng.update_weights(tr.get_weights(), tr.version)
-            reqs = [GenerationRequest([5, 6, 7, 8], SamplingParams(max_new_tokens=6, temperature=0.7, seed=i),
-                                      rid=f"r{i}") for i in range(4)]
+            reqs = [
+                GenerationRequest(
+                    [5, 6, 7, 8], SamplingParams(max_new_tokens=6, temperature=0.7, seed=i), rid=f"r{i}"
+                )
+                for i in range(4)
+            ]
             return await asyncio.gather(*(eng.agenerate(r) for r in reqs))
         finally:
             await eng.aclose()

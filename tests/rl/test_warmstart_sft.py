@@ -22,8 +22,9 @@ from asearcher.tools.base import SearchHit, ToolBackend
 from asearcher.utils.jsonl import read_jsonl, write_jsonl
 
 N_PASSAGES = 40
-AGENT = AgentConfig(max_turns=4, max_new_tokens=48, max_context_tokens=1024, topk=3, doc_max_chars=300,
-                    allow_access=False)
+AGENT = AgentConfig(
+    max_turns=4, max_new_tokens=48, max_context_tokens=1024, topk=3, doc_max_chars=300, allow_access=False
+)
 
 
 def _words(s: str) -> set[str]:
@@ -54,7 +55,9 @@ class RowTools(ToolBackend):
         self.s = searcher
 
     async def search(self, query, topk):
-        return [SearchHit(url=r["url"], contents=r["contents"], id=r["id"]) for r in self.s.search(query, topk)]
+        return [
+            SearchHit(url=r["url"], contents=r["contents"], id=r["id"]) for r in self.s.search(query, topk)
+        ]
 
     async def access(self, url):
         return None
@@ -74,10 +77,24 @@ def train_file(rows, tmp_path_factory):
     """Questions answerable from the passages (gold = the passage title) plus one that is not."""
     out = []
     for i, r in enumerate(rows[:12]):
-        out.append({"qid": f"t{i}", "question": f"Which article is about {_title(r)}?", "answer": [_title(r)],
-                    "aug_answer": [], "source": "test"})
-    out.append({"qid": "miss", "question": "Which article is about zzqx?", "answer": ["zzqxzzqx"],
-                "aug_answer": [], "source": "test"})
+        out.append(
+            {
+                "qid": f"t{i}",
+                "question": f"Which article is about {_title(r)}?",
+                "answer": [_title(r)],
+                "aug_answer": [],
+                "source": "test",
+            }
+        )
+    out.append(
+        {
+            "qid": "miss",
+            "question": "Which article is about zzqx?",
+            "answer": ["zzqxzzqx"],
+            "aug_answer": [],
+            "source": "test",
+        }
+    )
     p = tmp_path_factory.mktemp("sft") / "train.jsonl"
     write_jsonl(p, out)
     return p
@@ -94,8 +111,17 @@ def test_oracle_records_match_the_agent_and_score_full_reward(tiny_model_dir, ro
     tok = AutoTokenizer.from_pretrained(tiny_model_dir)
     agent = make_agent(AGENT, tok, kind="asearcher")
     recs = load_trainset(train_file)
-    trajs, skipped = asyncio.run(oracle_trajectories(recs, agent, RowTools(OverlapSearcher(rows)), tok, topk=3,
-                                                     doc_max_chars=300, max_new_tokens=AGENT.max_new_tokens))
+    trajs, skipped = asyncio.run(
+        oracle_trajectories(
+            recs,
+            agent,
+            RowTools(OverlapSearcher(rows)),
+            tok,
+            topk=3,
+            doc_max_chars=300,
+            max_new_tokens=AGENT.max_new_tokens,
+        )
+    )
     assert skipped.get("miss") == "gold not in the top-3 results" and len(trajs) >= 8
     cfg = RLConfig()
     for t in trajs:
@@ -104,7 +130,8 @@ def test_oracle_records_match_the_agent_and_score_full_reward(tiny_model_dir, ro
         assert [e.tool for e in t.tool_calls] == ["search"]
         # token-in/token-out: the read turn and the answer turn extend the recorded prefix exactly
         assert calls[1].input_ids[: len(calls[0].input_ids) + len(calls[0].output_ids)] == (
-            calls[0].input_ids + calls[0].output_ids)
+            calls[0].input_ids + calls[0].output_ids
+        )
         seqs = pack_trajectory(t, 1.0)
         assert len(seqs) == 1 and sum(seqs[0].loss_mask) == sum(len(c.output_ids) for c in calls)
         gold_in_results = any(t.prediction.lower() in h["contents"].lower() for h in t.tool_calls[0].result)
@@ -146,14 +173,28 @@ def test_sft_stage_end_to_end(tiny_model_dir, rows, train_file, tmp_path, monkey
     from asearcher.retrieval.server import create_app
 
     cfg_file = tmp_path / "cfg.yaml"
-    cfg_file.write_text(yaml.safe_dump({"agent": AGENT.model_dump(), "rl": {"sft": {"epochs": 4, "lr": 3e-3,
-                                                                                    "batch_size": 4}}}))
+    cfg_file.write_text(
+        yaml.safe_dump(
+            {"agent": AGENT.model_dump(), "rl": {"sft": {"epochs": 4, "lr": 3e-3, "batch_size": 4}}}
+        )
+    )
     out = tmp_path / "sft" / "model"
     app = create_app(OverlapSearcher(rows), None, RetrievalConfig())
     with _Server(app) as srv:
         monkeypatch.setenv("ASEARCHER_RETRIEVAL_URL", f"http://127.0.0.1:{srv.port}")
-        rc = main(["sft", "--model", str(tiny_model_dir), "--train", str(train_file), "--output", str(out),
-                   "--config", str(cfg_file)])
+        rc = main(
+            [
+                "sft",
+                "--model",
+                str(tiny_model_dir),
+                "--train",
+                str(train_file),
+                "--output",
+                str(out),
+                "--config",
+                str(cfg_file),
+            ]
+        )
         assert rc == 0
         metrics = json.loads((out / "sft_metrics.json").read_text())
         assert metrics["skipped"] >= 1 and metrics["trajectories"] >= 8
@@ -164,17 +205,39 @@ def test_sft_stage_end_to_end(tiny_model_dir, rows, train_file, tmp_path, monkey
         # resumable: the oracle records are reused, not recomputed
         (work,) = (out.parent / "model.work").glob("oracle-*.jsonl")
         n = len(read_jsonl(work))
-        assert main(["sft", "--model", str(tiny_model_dir), "--train", str(train_file), "--output", str(out),
-                     "--config", str(cfg_file), "--epochs", "1"]) == 0
+        assert (
+            main(
+                [
+                    "sft",
+                    "--model",
+                    str(tiny_model_dir),
+                    "--train",
+                    str(train_file),
+                    "--output",
+                    str(out),
+                    "--config",
+                    str(cfg_file),
+                    "--epochs",
+                    "1",
+                ]
+            )
+            == 0
+        )
         assert len(read_jsonl(work)) == n
 
 
 def test_pick_distractor_takes_the_first_title_sharing_no_word_with_a_gold():
     from asearcher.rl.warmstart.oracle import pick_distractor
 
-    hits = [SearchHit("u1", '"Paris Opera"\nThe Paris opera house...'), SearchHit("u2", "no title line\ntext"),
-            SearchHit("u3", '"Lyon"\nLyon is a city.'), SearchHit("u4", '"Marseille"\nA port.')]
-    assert pick_distractor(hits, ["Paris"]) == "Lyon"  # 'Paris Opera' shares a word; the untitled hit is skipped
+    hits = [
+        SearchHit("u1", '"Paris Opera"\nThe Paris opera house...'),
+        SearchHit("u2", "no title line\ntext"),
+        SearchHit("u3", '"Lyon"\nLyon is a city.'),
+        SearchHit("u4", '"Marseille"\nA port.'),
+    ]
+    assert (
+        pick_distractor(hits, ["Paris"]) == "Lyon"
+    )  # 'Paris Opera' shares a word; the untitled hit is skipped
     assert pick_distractor(hits, ["the city of Lyon", "Paris"]) == "Marseille"
     assert pick_distractor(hits[:3], ["Lyon", "Paris"]) is None
     assert pick_distractor([SearchHit("u", '"<b>"\nx')], ["Paris"]) is None  # would break the tag format
@@ -193,8 +256,19 @@ def test_distractor_twins_answer_a_wrong_string_from_the_same_results(tiny_model
     tools = RowTools(OverlapSearcher(rows))
 
     def run(rate):
-        return asyncio.run(oracle_trajectories(recs, agent, tools, tok, topk=3, doc_max_chars=300,
-                                               max_new_tokens=AGENT.max_new_tokens, distractor_rate=rate, seed=7))
+        return asyncio.run(
+            oracle_trajectories(
+                recs,
+                agent,
+                tools,
+                tok,
+                topk=3,
+                doc_max_chars=300,
+                max_new_tokens=AGENT.max_new_tokens,
+                distractor_rate=rate,
+                seed=7,
+            )
+        )
 
     plain, _ = run(0.0)
     assert not any(t.qid.endswith(TWIN_SUFFIX) for t in plain)
@@ -217,7 +291,9 @@ def test_distractor_twins_answer_a_wrong_string_from_the_same_results(tiny_model
         assert score_trajectory(gold, gold.answers, None, cfg)[0] == 1.0
     # the per-question draw is deterministic and follows the rate
     draws = [wants_twin(f"q{i}", 0.3, seed=1) for i in range(2000)]
-    assert draws == [wants_twin(f"q{i}", 0.3, seed=1) for i in range(2000)] and 0.25 < sum(draws) / 2000 < 0.35
+    assert (
+        draws == [wants_twin(f"q{i}", 0.3, seed=1) for i in range(2000)] and 0.25 < sum(draws) / 2000 < 0.35
+    )
 
 
 def test_sft_without_grounded_questions_is_a_clear_error(tiny_model_dir, rows, tmp_path, monkeypatch, capsys):
@@ -229,5 +305,7 @@ def test_sft_without_grounded_questions_is_a_clear_error(tiny_model_dir, rows, t
     write_jsonl(train, [{"qid": "a", "question": "zzqx?", "answer": ["zzqxzzqx"]}])
     with _Server(create_app(OverlapSearcher(rows), None, RetrievalConfig())) as srv:
         monkeypatch.setenv("ASEARCHER_RETRIEVAL_URL", f"http://127.0.0.1:{srv.port}")
-        rc = main(["sft", "--model", str(tiny_model_dir), "--train", str(train), "--output", str(tmp_path / "o")])
+        rc = main(
+            ["sft", "--model", str(tiny_model_dir), "--train", str(train), "--output", str(tmp_path / "o")]
+        )
     assert rc == 2 and "no oracle trajectories" in capsys.readouterr().err

@@ -27,7 +27,9 @@ def test_every_subcommand_takes_the_common_options(name):
 def test_help_examples_name_files_that_exist(name):
     sub, module = build_subparser(name)
     text = (module.__doc__ or "") + sub.format_help()
-    for path in re.findall(r"(?<![\w/.$<-])((?:configs|workflow|results|benchmarks|asearcher|data)/[\w./<>{}*-]*\w)", text):
+    for path in re.findall(
+        r"(?<![\w/.$<-])((?:configs|workflow|results|benchmarks|asearcher|data)/[\w./<>{}*-]*\w)", text
+    ):
         if path.startswith("results/"):
             assert path.startswith(DAG_OUTPUTS), f"{name}: example names {path}, which the DAG never writes"
         elif not any(c in path for c in "<>{}*"):
@@ -38,7 +40,10 @@ def test_overrides_and_global_options_on_either_side(capsys):
     assert main(["config", "show", "--set", "rl.steps=3", "--set", "eval.k=2", "--log-level", "warning"]) == 0
     out = capsys.readouterr().out
     assert "steps: 3" in out and "k: 2" in out
-    assert main(["--log-level", "ERROR", "config", "validate", "--config", str(REPO / "configs/default.yaml")]) == 0
+    assert (
+        main(["--log-level", "ERROR", "config", "validate", "--config", str(REPO / "configs/default.yaml")])
+        == 0
+    )
     assert main(["config", "validate", "--set", "rl.steps=-1"]) == 2
     assert "rl.steps" in capsys.readouterr().err
     with pytest.raises(SystemExit) as e:  # positional overrides are gone: one syntax

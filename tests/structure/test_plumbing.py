@@ -58,7 +58,9 @@ def test_retry_is_bounded_backs_off_and_reraises_the_last_error():
     calls = 0
     t0 = time.perf_counter()
     with pytest.raises(ConnectionError, match="3"):
-        for attempt in retrying(2, 0.02, (ConnectionError,), on_failure=lambda a, e: seen.append((a, str(e)))):
+        for attempt in retrying(
+            2, 0.02, (ConnectionError,), on_failure=lambda a, e: seen.append((a, str(e)))
+        ):
             with attempt:
                 calls += 1
                 raise ConnectionError(str(calls))

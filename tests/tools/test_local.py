@@ -37,32 +37,41 @@ class FakeClient:
 
 
 def test_search_maps_rows_to_hits():
-    rows = [{"id": 7, "contents": '"A"\ntext a', "url": "https://en.wikipedia.org/w/index.php?title=A"},
-            {"document": {"id": "8", "contents": "b", "url": "u8"}, "score": 1.5}]
+    rows = [
+        {"id": 7, "contents": '"A"\ntext a', "url": "https://en.wikipedia.org/w/index.php?title=A"},
+        {"document": {"id": "8", "contents": "b", "url": "u8"}, "score": 1.5},
+    ]
     client = FakeClient(retrieve=[rows])
     tools = LocalTools(client)
     hits = asyncio.run(tools.search("a query", 3))
-    assert hits == [SearchHit(url=rows[0]["url"], contents='"A"\ntext a', id="7"),
-                    SearchHit(url="u8", contents="b", id="8", score=1.5)]
+    assert hits == [
+        SearchHit(url=rows[0]["url"], contents='"A"\ntext a', id="7"),
+        SearchHit(url="u8", contents="b", id="8", score=1.5),
+    ]
     assert client.calls == [("retrieve", ["a query"], 3)]
     asyncio.run(tools.aclose())
     assert client.closed
 
 
 def test_access_maps_pages_and_unknown_urls():
-    assert asyncio.run(LocalTools(FakeClient(access=[{"url": "u", "contents": "page"}])).access("u")) == "page"
+    assert (
+        asyncio.run(LocalTools(FakeClient(access=[{"url": "u", "contents": "page"}])).access("u")) == "page"
+    )
     assert asyncio.run(LocalTools(FakeClient(access=[None])).access("u")) is None
 
 
-@pytest.mark.parametrize("client, call, match", [
-    (FakeClient(error=ConnectionError("refused")), "search", "ConnectionError: refused"),
-    (FakeClient(error=TimeoutError("slow")), "access", "TimeoutError"),
-    (FakeClient(retrieve=[[{"url": "u"}]]), "search", "'contents'"),
-    (FakeClient(retrieve=[[{"contents": "x"}]]), "search", "'url'"),
-    (FakeClient(retrieve={"result": []}), "search", "malformed"),
-    (FakeClient(access=[{"url": "u"}]), "access", "'contents'"),
-    (FakeClient(access=[]), "access", "malformed"),
-])
+@pytest.mark.parametrize(
+    "client, call, match",
+    [
+        (FakeClient(error=ConnectionError("refused")), "search", "ConnectionError: refused"),
+        (FakeClient(error=TimeoutError("slow")), "access", "TimeoutError"),
+        (FakeClient(retrieve=[[{"url": "u"}]]), "search", "'contents'"),
+        (FakeClient(retrieve=[[{"contents": "x"}]]), "search", "'url'"),
+        (FakeClient(retrieve={"result": []}), "search", "malformed"),
+        (FakeClient(access=[{"url": "u"}]), "access", "'contents'"),
+        (FakeClient(access=[]), "access", "malformed"),
+    ],
+)
 def test_failures_are_tool_errors(client, call, match):
     tools = LocalTools(client)
     with pytest.raises(ToolError, match=match):

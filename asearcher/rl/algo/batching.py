@@ -26,7 +26,9 @@ def build_sequences(groups: Sequence[Group], cfg: RLConfig) -> tuple[list[TrainS
     t_index = 0
     for g, grp in enumerate(groups):
         for i, st in enumerate(grp.samples):
-            for s in pack_trajectory(st.trajectory, st.reward, max_tokens=cap, traj_index=t_index, stats=stats):
+            for s in pack_trajectory(
+                st.trajectory, st.reward, max_tokens=cap, traj_index=t_index, stats=stats
+            ):
                 seqs.append(s)
                 keys.append((g, i))
             t_index += 1
@@ -56,7 +58,9 @@ def split_minibatches(seqs: Sequence[TrainSequence], n: int) -> list[list[TrainS
     return [m for m in out if m]
 
 
-def split_microbatches(seqs: Sequence[Any], max_tokens: int, length=lambda s: len(s.input_ids)) -> list[list[int]]:
+def split_microbatches(
+    seqs: Sequence[Any], max_tokens: int, length=lambda s: len(s.input_ids)
+) -> list[list[int]]:
     """Indices grouped so that (rows x longest row) <= max_tokens; a longer row goes alone. Sorted by length so
     padding waste stays small."""
     order = sorted(range(len(seqs)), key=lambda i: -length(seqs[i]))
@@ -86,5 +90,3 @@ def staleness_metrics(seqs: Sequence[TrainSequence], version: int) -> dict[str, 
         "staleness_max": float(max(st)),
         "staleness_known_frac": len(st) / max(1, n),
     }
-
-

@@ -87,7 +87,11 @@ def pack_trajectory(
             st.truncated_tokens += len(out)
             log.warning(
                 "trajectory %s: LLM call %d prompt has %d tokens >= cap %d; its %d output tokens are not trained",
-                traj.qid, i, len(inp), max_tokens, len(out),
+                traj.qid,
+                i,
+                len(inp),
+                max_tokens,
+                len(out),
             )
             continue
         if max_tokens is not None and len(inp) + len(out) > max_tokens:
@@ -96,14 +100,19 @@ def pack_trajectory(
             out, lps, vers = out[:keep], lps[:keep], vers[:keep]
         if target is None:
             target = TrainSequence(
-                input_ids=[], loss_mask=[], behav_logprobs=[], versions=[], reward=float(reward),
-                qid=traj.qid, traj_index=traj_index,
+                input_ids=[],
+                loss_mask=[],
+                behav_logprobs=[],
+                versions=[],
+                reward=float(reward),
+                qid=traj.qid,
+                traj_index=traj_index,
             )
             seqs.append(target)
             new_prompt = inp
         else:
             st.appended_calls += 1
-            new_prompt = inp[len(target.input_ids):]
+            new_prompt = inp[len(target.input_ids) :]
         target.input_ids += new_prompt + out
         target.loss_mask += [0] * len(new_prompt) + [1] * len(out)
         target.behav_logprobs += [0.0] * len(new_prompt) + lps

@@ -137,7 +137,9 @@ def judge_reward(judge: Any, question: str, answers: Golds, prediction: str | No
     return _judge_info(asyncio.run(judge.judge(question, _golds(answers), prediction, seed=seed)))
 
 
-async def ajudge_reward(judge: Any, question: str, answers: Golds, prediction: str | None, seed: int | None = None):
+async def ajudge_reward(
+    judge: Any, question: str, answers: Golds, prediction: str | None, seed: int | None = None
+):
     return _judge_info(await judge.judge(question, _golds(answers), prediction, seed=seed))
 
 
@@ -190,7 +192,9 @@ def score_trajectory(
     judged = None
     if cfg.reward == "judge":
         if judge is None:
-            raise ValueError("rl.reward is 'judge' but no judge was given (build one with asearcher.eval.judge)")
+            raise ValueError(
+                "rl.reward is 'judge' but no judge was given (build one with asearcher.eval.judge)"
+            )
         judged = judge_reward(judge, traj.question, answers, traj.prediction, seed=traj.seed)
     return _compose(traj, answers, aug_answers, cfg, judged)
 
@@ -202,6 +206,8 @@ async def ascore_trajectory(
     judged = None
     if cfg.reward == "judge":
         if judge is None:
-            raise ValueError("rl.reward is 'judge' but no judge was given (build one with asearcher.eval.judge)")
+            raise ValueError(
+                "rl.reward is 'judge' but no judge was given (build one with asearcher.eval.judge)"
+            )
         judged = await ajudge_reward(judge, traj.question, answers, traj.prediction, seed=traj.seed)
     return _compose(traj, answers, aug_answers, cfg, judged)

@@ -167,7 +167,9 @@ class Controller:
             self.cfg.curriculum_min_tool_calls
         )
         if too_easy:
-            self.counters["groups_curriculum_filtered"] = self.counters.get("groups_curriculum_filtered", 0) + 1
+            self.counters["groups_curriculum_filtered"] = (
+                self.counters.get("groups_curriculum_filtered", 0) + 1
+            )
         if (self.cfg.dynamic_filtering and group.all_equal()) or too_easy:
             self.staleness.on_reject()
             self.counters["groups_filtered"] += 1
@@ -233,8 +235,14 @@ class Controller:
             "stream": self.stream.state(in_flight=self._in_flight_indices()),
             "counters": dict(self.counters),
         }
-        rows = [r for r in self.metrics.rows if int(r.get("step", 0)) <= step] if self.metrics is not None else None
-        save_checkpoint(self.output_dir / "checkpoints", step, self.trainer, state, metrics_rows=rows)  # keeps 2
+        rows = (
+            [r for r in self.metrics.rows if int(r.get("step", 0)) <= step]
+            if self.metrics is not None
+            else None
+        )
+        save_checkpoint(
+            self.output_dir / "checkpoints", step, self.trainer, state, metrics_rows=rows
+        )  # keeps 2
 
     def request_stop(self) -> None:
         """Finish the training step in progress (if any), then return from run() (e.g. from an after_step hook)."""
@@ -295,7 +303,8 @@ class Controller:
                         if bar is not None:
                             bar.update(1)
                             bar.set_postfix(
-                                reward=f"{row['rollout_reward_mean']:.3f}", idle=f"{row['trainer_idle_frac']:.2f}"
+                                reward=f"{row['rollout_reward_mean']:.3f}",
+                                idle=f"{row['trainer_idle_frac']:.2f}",
                             )
                         if self.after_step is not None:
                             r = self.after_step(self, step)

@@ -49,8 +49,14 @@ def reward_summary(rows: Sequence[dict[str, Any]], frac: float = 0.25) -> dict[s
         return sum(r * k for r, k in zip(reward[lo:hi], n[lo:hi], strict=True)) / max(1, sum(n[lo:hi]))
 
     start, end = wmean(0, w), wmean(len(steps) - w, len(steps))
-    return {"steps": steps[-1], "window_steps": w, "reward_start": start, "reward_end": end,
-            "reward_gain": end - start, "trajectories": sum(n)}
+    return {
+        "steps": steps[-1],
+        "window_steps": w,
+        "reward_start": start,
+        "reward_end": end,
+        "reward_gain": end - start,
+        "trajectories": sum(n),
+    }
 
 
 def plot_training(rows: Sequence[dict[str, Any]], path: str | Path, title: str = "") -> Path:

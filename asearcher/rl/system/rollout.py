@@ -75,14 +75,19 @@ class DefaultRolloutFactory:
             from asearcher.eval.judge import make_judge
 
             if self.judge_cfg is None:
-                raise ValueError("rl.reward is 'judge' but no judge settings were given (the eval.judge section)")
+                raise ValueError(
+                    "rl.reward is 'judge' but no judge settings were given (the eval.judge section)"
+                )
             judge = make_judge(self.judge_cfg)
 
         async def score(traj: Trajectory, q: dict[str, Any]) -> tuple[float, dict[str, Any]]:
-            return await ascore_trajectory(traj, q["answers"], q.get("aug_answers") or [], rl_cfg, judge=judge)
+            return await ascore_trajectory(
+                traj, q["answers"], q.get("aug_answers") or [], rl_cfg, judge=judge
+            )
 
-        return RolloutComponents(engine, agent, tools, score, max_new_tokens=self.agent_cfg.max_new_tokens,
-                                 judge=judge)
+        return RolloutComponents(
+            engine, agent, tools, score, max_new_tokens=self.agent_cfg.max_new_tokens, judge=judge
+        )
 
 
 class RolloutWorkerImpl:

@@ -26,7 +26,12 @@ import numpy as np
 import torch
 
 from asearcher.config import RLConfig
-from asearcher.rl.algo.batching import build_sequences, split_microbatches, split_minibatches, staleness_metrics
+from asearcher.rl.algo.batching import (
+    build_sequences,
+    split_microbatches,
+    split_minibatches,
+    staleness_metrics,
+)
 from asearcher.rl.algo.logprobs import pad_batch, token_logprobs
 from asearcher.rl.algo.loss import LossStats, decoupled_ppo_loss, token_weights
 from asearcher.rl.algo.types import Group, TrainSequence
@@ -60,8 +65,12 @@ def ds_config(cfg: RLConfig, *, cuda: bool) -> dict[str, Any]:
     if o.warmup_steps > 0:
         conf["scheduler"] = {
             "type": "WarmupLR",
-            "params": {"warmup_min_lr": 0.0, "warmup_max_lr": o.lr, "warmup_num_steps": o.warmup_steps,
-                       "warmup_type": "linear"},
+            "params": {
+                "warmup_min_lr": 0.0,
+                "warmup_max_lr": o.lr,
+                "warmup_num_steps": o.warmup_steps,
+                "warmup_type": "linear",
+            },
         }
     return conf
 
@@ -106,8 +115,13 @@ class DeepSpeedWorker:
         from transformers import AutoModelForCausalLM
         from transformers.integrations import HfDeepSpeedConfig
 
-        os.environ.update(MASTER_ADDR=master_addr, MASTER_PORT=str(master_port), RANK=str(self.rank),
-                          WORLD_SIZE=str(self.world), LOCAL_RANK="0")
+        os.environ.update(
+            MASTER_ADDR=master_addr,
+            MASTER_PORT=str(master_port),
+            RANK=str(self.rank),
+            WORLD_SIZE=str(self.world),
+            LOCAL_RANK="0",
+        )
         seed_everything(self.seed)
         if self.cuda:
             torch.cuda.set_device(0)  # Ray exposes exactly one GPU per actor
@@ -115,15 +129,23 @@ class DeepSpeedWorker:
         self.conf = ds_config(self.cfg, cuda=self.cuda)
         # Keeps zero.Init active during from_pretrained under ZeRO-3: each rank materialises only its shard.
         self._hf_ds = HfDeepSpeedConfig(self.conf) if self.cfg.zero_stage == 3 else None
-        model = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=torch.bfloat16 if self.cuda else torch.float32)
+        model = AutoModelForCausalLM.from_pretrained(
+            self.model_path, dtype=torch.bfloat16 if self.cuda else torch.float32
+        )
         if self.cfg.gradient_checkpointing:
             model.gradient_checkpointing_enable()
         model.config.use_cache = False
-        self.engine, _, _, _ = deepspeed.initialize(model=model, model_parameters=model.parameters(), config=self.conf)
+        self.engine, _, _, _ = deepspeed.initialize(
+            model=model, model_parameters=model.parameters(), config=self.conf
+        )
         self.device = self.engine.device
         self.ref = None
         if self.cfg.kl_coef > 0:
-            self.ref = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=model.dtype).to(self.device).eval()
+            self.ref = (
+                AutoModelForCausalLM.from_pretrained(self.model_path, dtype=model.dtype)
+                .to(self.device)
+                .eval()
+            )
             self.ref.requires_grad_(False)
         return True
 
@@ -178,16 +200,22 @@ class DeepSpeedWorker:
             mask = rows([s.loss_mask for s in ms], L)
             loss, st = decoupled_ppo_loss(
                 lp,
-                rows([prox[i] for i in mb], L) if (mb and cfg.use_decoupled_loss) else (lp.detach() if cfg.use_decoupled_loss else None),
+                rows([prox[i] for i in mb], L)
+                if (mb and cfg.use_decoupled_loss)
+                else (lp.detach() if cfg.use_decoupled_loss else None),
                 rows([s.behav_logprobs for s in ms], L),
                 rows([[s.advantage] * len(s.input_ids) for s in ms], L),
                 mask,
-                rows([[weights[i]] * len(seqs[i].input_ids) for i in mb], L) if mb else torch.zeros_like(mask),
+                rows([[weights[i]] * len(seqs[i].input_ids) for i in mb], L)
+                if mb
+                else torch.zeros_like(mask),
                 eps_clip=cfg.eps_clip,
                 behav_imp_weight_cap=cfg.behav_imp_weight_cap,
                 use_decoupled=cfg.use_decoupled_loss,
                 kl_coef=cfg.kl_coef,
-                ref_logp=rows([ref[i] for i in mb], L) if (self.ref is not None and mb) else (lp.detach() if self.ref is not None else None),
+                ref_logp=rows([ref[i] for i in mb], L)
+                if (self.ref is not None and mb)
+                else (lp.detach() if self.ref is not None else None),
             )
             # DeepSpeed averages gradients over ranks; the weights are global, so undo the 1/world.
             eng.backward(loss * self.world)
@@ -197,9 +225,13 @@ class DeepSpeedWorker:
                 total.add(st)
         eng.step()
         gn = eng.get_global_grad_norm()
-        return {"loss": loss_sum, "entropy": ent_sum, "grad_norm": float(gn) if gn is not None else 0.0,
-                **{f"st_{k}": getattr(total, k) for k in total.__dataclass_fields__},
-                "lr": float(eng.get_lr()[0])}
+        return {
+            "loss": loss_sum,
+            "entropy": ent_sum,
+            "grad_norm": float(gn) if gn is not None else 0.0,
+            **{f"st_{k}": getattr(total, k) for k in total.__dataclass_fields__},
+            "lr": float(eng.get_lr()[0]),
+        }
 
     # ---- weights / checkpoints ----------------------------------------------------------------------------
     def state_dict(self) -> dict[str, torch.Tensor] | None:
@@ -210,9 +242,17 @@ class DeepSpeedWorker:
         params = list(model.parameters())
         if self.cfg.zero_stage == 3:
             with deepspeed.zero.GatheredParameters(params, modifier_rank=None):
-                sd = {k: v.detach().float().cpu().clone() for k, v in model.state_dict().items()} if self.rank == 0 else None
+                sd = (
+                    {k: v.detach().float().cpu().clone() for k, v in model.state_dict().items()}
+                    if self.rank == 0
+                    else None
+                )
         else:
-            sd = {k: v.detach().float().cpu().clone() for k, v in model.state_dict().items()} if self.rank == 0 else None
+            sd = (
+                {k: v.detach().float().cpu().clone() for k, v in model.state_dict().items()}
+                if self.rank == 0
+                else None
+            )
         return sd
 
     def save_hf(self, path: str) -> bool:
@@ -241,7 +281,9 @@ class DeepSpeedWorker:
 
 def _dummy() -> TrainSequence:
     """An empty micro-batch keeps ZeRO-3's collective parameter gathers in step across ranks."""
-    return TrainSequence(input_ids=[0, 0], loss_mask=[0, 0], behav_logprobs=[0.0, 0.0], versions=[-1, -1], reward=0.0)
+    return TrainSequence(
+        input_ids=[0, 0], loss_mask=[0, 0], behav_logprobs=[0.0, 0.0], versions=[-1, -1], reward=0.0
+    )
 
 
 class DeepSpeedTrainer(Trainer):
@@ -260,13 +302,17 @@ class DeepSpeedTrainer(Trainer):
         self.cfg = cfg
         self.version = 0
         self.seed = seed
-        self._owns_ray = not ray.is_initialized()  # the RL system usually starts Ray; a standalone use does here
+        self._owns_ray = (
+            not ray.is_initialized()
+        )  # the RL system usually starts Ray; a standalone use does here
         if self._owns_ray:
             ray.init(include_dashboard=False)
         self.world = max(1, cfg.trainer_gpus)
         opts = {"num_gpus": 1} if cfg.trainer_gpus > 0 else {"num_cpus": 1}
         actor = ray.remote(**opts)(DeepSpeedWorker)
-        self.workers = [actor.remote(r, self.world, str(model_path), cfg.model_dump(), seed) for r in range(self.world)]
+        self.workers = [
+            actor.remote(r, self.world, str(model_path), cfg.model_dump(), seed) for r in range(self.world)
+        ]
         addr, port = ray.get(self.workers[0].address.remote())
         ray.get([w.setup.remote(addr, port) for w in self.workers])
 
@@ -286,21 +332,45 @@ class DeepSpeedTrainer(Trainer):
         shares_all = deal_trajectories(seqs, self.world)
         # proximal (and reference) logprobs for every sequence, before any update of this step
         n_micro = max(len(split_microbatches(sh, cfg.max_tokens_per_mb)) if sh else 0 for sh in shares_all)
-        prox_all = ray.get([w.recompute.remote(sh, n_micro) for w, sh in zip(self.workers, shares_all, strict=True)])
-        prox = {id(s): lp for sh, lps in zip(shares_all, prox_all, strict=True) for s, lp in zip(sh, lps, strict=True)}
+        prox_all = ray.get(
+            [w.recompute.remote(sh, n_micro) for w, sh in zip(self.workers, shares_all, strict=True)]
+        )
+        prox = {
+            id(s): lp
+            for sh, lps in zip(shares_all, prox_all, strict=True)
+            for s, lp in zip(sh, lps, strict=True)
+        }
         ref: dict[int, list[float]] = {}
         if cfg.kl_coef > 0:
-            ref_all = ray.get([w.recompute.remote(sh, n_micro, True) for w, sh in zip(self.workers, shares_all, strict=True)])
-            ref = {id(s): lp for sh, lps in zip(shares_all, ref_all, strict=True) for s, lp in zip(sh, lps, strict=True)}
+            ref_all = ray.get(
+                [
+                    w.recompute.remote(sh, n_micro, True)
+                    for w, sh in zip(self.workers, shares_all, strict=True)
+                ]
+            )
+            ref = {
+                id(s): lp
+                for sh, lps in zip(shares_all, ref_all, strict=True)
+                for s, lp in zip(sh, lps, strict=True)
+            }
         for mb in split_minibatches(seqs, cfg.ppo_minibatches):
             w = dict(zip(map(id, mb), token_weights(mb, cfg.advantage), strict=True))
             shares = deal_trajectories(mb, self.world)
-            n_micro = max(len(split_microbatches(sh, cfg.max_tokens_per_mb)) if sh else 0 for sh in shares) or 1
-            outs = ray.get([
-                wk.train_minibatch.remote(sh, [w[id(s)] for s in sh], [prox[id(s)] for s in sh],
-                                          [ref.get(id(s), []) for s in sh], n_micro)
-                for wk, sh in zip(self.workers, shares, strict=True)
-            ])
+            n_micro = (
+                max(len(split_microbatches(sh, cfg.max_tokens_per_mb)) if sh else 0 for sh in shares) or 1
+            )
+            outs = ray.get(
+                [
+                    wk.train_minibatch.remote(
+                        sh,
+                        [w[id(s)] for s in sh],
+                        [prox[id(s)] for s in sh],
+                        [ref.get(id(s), []) for s in sh],
+                        n_micro,
+                    )
+                    for wk, sh in zip(self.workers, shares, strict=True)
+                ]
+            )
             n_mb += 1
             for o in outs:
                 for k, v in o.items():
@@ -352,7 +422,9 @@ class DeepSpeedTrainer(Trainer):
         import ray
 
         if not (Path(path) / STATE_FILE).exists():
-            raise FileNotFoundError(f"{path}: not a trainer checkpoint (no {STATE_FILE}); was it written by save()?")
+            raise FileNotFoundError(
+                f"{path}: not a trainer checkpoint (no {STATE_FILE}); was it written by save()?"
+            )
         states = ray.get([w.load.remote(str(path)) for w in self.workers])
         self.version = int(states[0].get("version", torch.load(Path(path) / STATE_FILE)["version"]))
 

@@ -16,7 +16,12 @@ import numpy as np
 import torch
 
 from asearcher.config import RLConfig
-from asearcher.rl.algo.batching import build_sequences, split_microbatches, split_minibatches, staleness_metrics
+from asearcher.rl.algo.batching import (
+    build_sequences,
+    split_microbatches,
+    split_minibatches,
+    staleness_metrics,
+)
 from asearcher.rl.algo.logprobs import pad_batch, token_logprobs
 from asearcher.rl.algo.loss import LossStats, decoupled_ppo_loss, token_weights
 from asearcher.rl.algo.types import Group, TrainSequence
@@ -45,9 +50,14 @@ class TorchTrainer(Trainer):
         self.version = 0
         self.model_path = str(model_path)
         seed_everything(seed)
-        self.model = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=torch.float32).to(self.device)
+        self.model = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=torch.float32).to(
+            self.device
+        )
         if cfg.gradient_checkpointing:
-            enable = getattr(self.model, "activation_checkpointing_enable", None) or self.model.gradient_checkpointing_enable
+            enable = (
+                getattr(self.model, "activation_checkpointing_enable", None)
+                or self.model.gradient_checkpointing_enable
+            )
             enable()
         self.model.config.use_cache = False
         self.tokenizer = load_tokenizer(self.model_path)
@@ -125,7 +135,9 @@ class TorchTrainer(Trainer):
                     mask = self._pad_rows([s.loss_mask for s in ms], L, self.device)
                     loss, st = decoupled_ppo_loss(
                         lp,
-                        self._pad_rows([prox[k] for k in ks], L, self.device) if cfg.use_decoupled_loss else None,
+                        self._pad_rows([prox[k] for k in ks], L, self.device)
+                        if cfg.use_decoupled_loss
+                        else None,
                         self._pad_rows([s.behav_logprobs for s in ms], L, self.device),
                         self._pad_rows([[s.advantage] * len(s.input_ids) for s in ms], L, self.device),
                         mask,
@@ -134,7 +146,9 @@ class TorchTrainer(Trainer):
                         behav_imp_weight_cap=cfg.behav_imp_weight_cap,
                         use_decoupled=cfg.use_decoupled_loss,
                         kl_coef=cfg.kl_coef,
-                        ref_logp=self._pad_rows([ref[k] for k in ks], L, self.device) if self.ref_model else None,
+                        ref_logp=self._pad_rows([ref[k] for k in ks], L, self.device)
+                        if self.ref_model
+                        else None,
                     )
                     loss.backward()
                     loss_sum += float(loss.detach())
@@ -195,7 +209,9 @@ class TorchTrainer(Trainer):
 
         path = Path(path)
         if not (path / STATE_FILE).exists():
-            raise FileNotFoundError(f"{path}: not a trainer checkpoint (no {STATE_FILE}); was it written by save()?")
+            raise FileNotFoundError(
+                f"{path}: not a trainer checkpoint (no {STATE_FILE}); was it written by save()?"
+            )
         src = AutoModelForCausalLM.from_pretrained(path / MODEL_SUBDIR, dtype=torch.float32)
         self.model.load_state_dict(src.state_dict())
         del src

@@ -38,7 +38,9 @@ SEARCH_TEXT = "</think>\n<search> {query} </search>"
 READ_TEXT = "{evidence}So the answer is {answer}.\n</think>"
 ANSWER_TEXT = "\n<answer> {answer} </answer>"
 _SAFE = re.compile(r"[<>]")
-TWIN_SUFFIX = "~distractor"  # qid suffix of a distractor twin trajectory (no '#': the engine splits rids on it)
+TWIN_SUFFIX = (
+    "~distractor"  # qid suffix of a distractor twin trajectory (no '#': the engine splits rids on it)
+)
 
 
 @dataclass
@@ -55,8 +57,14 @@ class OraclePlan:
 
     def twin(self) -> OraclePlan:
         assert self.distractor is not None
-        return OraclePlan(self.qid + TWIN_SUFFIX, self.question, self.query, self.gold, self.distractor,
-                          answer=self.distractor)
+        return OraclePlan(
+            self.qid + TWIN_SUFFIX,
+            self.question,
+            self.query,
+            self.gold,
+            self.distractor,
+            answer=self.distractor,
+        )
 
 
 def find_gold(golds: Sequence[str], text: str) -> str | None:
@@ -109,7 +117,7 @@ def evidence_sentence(text: str, gold: str, width: int = 160) -> str:
     snippet = " ".join(_SAFE.sub(" ", text[a:b]).split())
     if "assistant" in snippet.lower():  # would fail the format reward the RL stage applies
         return ""
-    return f"The results say: \"{snippet}\". "
+    return f'The results say: "{snippet}". '
 
 
 class OracleEngine(InferenceEngine):
@@ -128,7 +136,7 @@ class OracleEngine(InferenceEngine):
         if turn == 0:
             return SEARCH_TEXT.format(query=plan.query)
         if turn == 1:
-            info = prompt_text[prompt_text.rfind("<information>"):]
+            info = prompt_text[prompt_text.rfind("<information>") :]
             return READ_TEXT.format(evidence=evidence_sentence(info, plan.answer), answer=plan.answer)
         return ANSWER_TEXT.format(answer=plan.answer)
 
@@ -144,7 +152,11 @@ class OracleEngine(InferenceEngine):
         text = self._text(plan, turn, prompt_text)
         ids = list(self.tokenizer.encode(text, add_special_tokens=False))
         if turn == 1 and len(ids) > request.sampling.max_new_tokens:  # keep within the agent's token budget
-            ids = list(self.tokenizer.encode(READ_TEXT.format(evidence="", answer=plan.answer), add_special_tokens=False))
+            ids = list(
+                self.tokenizer.encode(
+                    READ_TEXT.format(evidence="", answer=plan.answer), add_special_tokens=False
+                )
+            )
         n = len(ids)
         return GenerationResult(
             output_ids=ids,
@@ -168,7 +180,12 @@ def fit_query(question: str, tokenizer: Any, max_new_tokens: int) -> str:
 
 
 async def plan_question(
-    qid: str, question: str, golds: Sequence[str], tools: ToolBackend, topk: int, doc_max_chars: int,
+    qid: str,
+    question: str,
+    golds: Sequence[str],
+    tools: ToolBackend,
+    topk: int,
+    doc_max_chars: int,
     query: str | None = None,
 ) -> tuple[OraclePlan | None, str]:
     """Search the query (default: the question); (plan, "") when a gold string occurs in the top-k text,
@@ -218,23 +235,42 @@ async def oracle_trajectories(
 
     async def record(plan: OraclePlan, rec) -> tuple[Trajectory | None, str]:
         plans[plan.qid] = plan
-        traj = await agent.run(qid=plan.qid, question=rec.question, answers=list(rec.answers),
-                               engine=engine, tools=tools, sampling=sampling)
+        traj = await agent.run(
+            qid=plan.qid,
+            question=rec.question,
+            answers=list(rec.answers),
+            engine=engine,
+            tools=tools,
+            sampling=sampling,
+        )
         too_long = any(len(c.output_ids) > max_new_tokens for c in traj.llm_calls)
         if traj.finish != "answer" or traj.prediction != plan.answer or too_long:
-            return None, "oracle text over max_new_tokens" if too_long else f"agent finished with {traj.finish}"
+            return (
+                None,
+                "oracle text over max_new_tokens" if too_long else f"agent finished with {traj.finish}",
+            )
         return traj, ""
 
     async def one(rec) -> tuple[Trajectory | None, Trajectory | None]:
         async with sem:
             plan, why = await plan_question(
-                rec.id, rec.question, list(rec.answers) + list(rec.aug_answers), tools, topk, doc_max_chars,
+                rec.id,
+                rec.question,
+                list(rec.answers) + list(rec.aug_answers),
+                tools,
+                topk,
+                doc_max_chars,
                 query=fit_query(rec.question, tokenizer, max_new_tokens),
             )
             traj = twin = None
             if plan is not None:
                 traj, why = await record(plan, rec)
-            if traj is not None and plan is not None and plan.distractor and wants_twin(rec.id, distractor_rate, seed):
+            if (
+                traj is not None
+                and plan is not None
+                and plan.distractor
+                and wants_twin(rec.id, distractor_rate, seed)
+            ):
                 twin, _ = await record(plan.twin(), rec)
             if traj is None:
                 skipped[rec.id] = why

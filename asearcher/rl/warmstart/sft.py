@@ -139,20 +139,37 @@ def _load_done(path: Path) -> dict[str, tuple[Trajectory | None, Trajectory | No
     if path.exists():
         for row in iter_jsonl(path, require=["qid"]):
             gold, twin = row.get("trajectory"), row.get("distractor")
-            done[row["qid"]] = (Trajectory.from_dict(gold) if gold else None,
-                                Trajectory.from_dict(twin) if twin else None)
+            done[row["qid"]] = (
+                Trajectory.from_dict(gold) if gold else None,
+                Trajectory.from_dict(twin) if twin else None,
+            )
     return done
 
 
 def oracle_fingerprint(model_dir: Path, agent_cfg: Any, sft_cfg: SFTConfig, seed: int) -> str:
     """Names the oracle work file: recorded trajectories are reused only under the settings that made them."""
-    key = json.dumps({"model": str(model_dir), "agent": agent_cfg.model_dump(mode="json"),
-                      "distractor_rate": sft_cfg.distractor_rate, "seed": seed}, sort_keys=True)
+    key = json.dumps(
+        {
+            "model": str(model_dir),
+            "agent": agent_cfg.model_dump(mode="json"),
+            "distractor_rate": sft_cfg.distractor_rate,
+            "seed": seed,
+        },
+        sort_keys=True,
+    )
     return hashlib.sha256(key.encode()).hexdigest()[:12]
 
 
 async def collect_oracle(
-    records, agent, tools, tokenizer, agent_cfg, work_file: Path, *, distractor_rate: float = 0.0, seed: int = 0
+    records,
+    agent,
+    tools,
+    tokenizer,
+    agent_cfg,
+    work_file: Path,
+    *,
+    distractor_rate: float = 0.0,
+    seed: int = 0,
 ) -> tuple[list[Trajectory], list[Trajectory], int]:
     """Oracle trajectories for records, resuming from work_file. Returns (gold trajectories, distractor twins,
     skipped question count)."""
@@ -163,14 +180,28 @@ async def collect_oracle(
     if done:
         log.info("oracle: %d questions already done in %s, %d to go", len(done), work_file, len(todo))
     with JsonlAppender(work_file) as out:
+
         def on_done(rec, traj, twin):
-            out.append({"qid": rec.id, "trajectory": traj.to_dict() if traj is not None else None,
-                        "distractor": twin.to_dict() if twin is not None else None})
+            out.append(
+                {
+                    "qid": rec.id,
+                    "trajectory": traj.to_dict() if traj is not None else None,
+                    "distractor": twin.to_dict() if twin is not None else None,
+                }
+            )
             done[rec.id] = (traj, twin)
 
         _, skipped = await oracle_trajectories(
-            todo, agent, tools, tokenizer, topk=agent_cfg.topk, doc_max_chars=agent_cfg.doc_max_chars,
-            max_new_tokens=agent_cfg.max_new_tokens, distractor_rate=distractor_rate, seed=seed, on_done=on_done,
+            todo,
+            agent,
+            tools,
+            tokenizer,
+            topk=agent_cfg.topk,
+            doc_max_chars=agent_cfg.doc_max_chars,
+            max_new_tokens=agent_cfg.max_new_tokens,
+            distractor_rate=distractor_rate,
+            seed=seed,
+            on_done=on_done,
         )
     reasons = Counter(skipped.values())
     if reasons:
@@ -205,21 +236,37 @@ def run(args: argparse.Namespace) -> int:
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     records = load_trainset(args.train, limit=max_q)
     agent = make_agent(cfg.agent, tokenizer, kind="asearcher")
-    tools = LocalTools()  # RetrievalClient.discover(): $ASEARCHER_RETRIEVAL_URL or the with-retrieval address dir
+    tools = (
+        LocalTools()
+    )  # RetrievalClient.discover(): $ASEARCHER_RETRIEVAL_URL or the with-retrieval address dir
     fingerprint = oracle_fingerprint(model_dir, cfg.agent, sft_cfg, seed)
     work_file = output.parent / f"{output.name}.work" / f"oracle-{fingerprint}.jsonl"
     t0 = time.time()
 
     async def collect():
         try:
-            return await collect_oracle(records, agent, tools, tokenizer, cfg.agent, work_file,
-                                        distractor_rate=sft_cfg.distractor_rate, seed=seed)
+            return await collect_oracle(
+                records,
+                agent,
+                tools,
+                tokenizer,
+                cfg.agent,
+                work_file,
+                distractor_rate=sft_cfg.distractor_rate,
+                seed=seed,
+            )
         finally:
             await tools.aclose()
 
     trajs, twins, skipped = asyncio.run(collect())
-    log.info("oracle: %d trajectories (+%d distractor twins), %d of %d questions skipped, in %.1fs",
-             len(trajs), len(twins), skipped, len(records), time.time() - t0)
+    log.info(
+        "oracle: %d trajectories (+%d distractor twins), %d of %d questions skipped, in %.1fs",
+        len(trajs),
+        len(twins),
+        skipped,
+        len(records),
+        time.time() - t0,
+    )
     if not trajs:
         raise UserFacingError(
             f"no oracle trajectories: none of the {len(records)} questions of {args.train} had a gold answer in "
@@ -228,27 +275,55 @@ def run(args: argparse.Namespace) -> int:
         )
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
     seqs = sft_sequences(trajs + twins, cfg.rl.pack_max_tokens or cfg.rl.max_tokens_per_mb)
-    history = train_sft(model, seqs, sft_cfg, device=args.device, seed=seed,
-                        max_tokens_per_mb=cfg.rl.max_tokens_per_mb)
+    history = train_sft(
+        model, seqs, sft_cfg, device=args.device, seed=seed, max_tokens_per_mb=cfg.rl.max_tokens_per_mb
+    )
     with atomic_dir(output) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        write_json(tmp / "sft_metrics.json", {
-            "base_model": str(model_dir), "train_file": str(args.train), "questions": len(records),
-            "trajectories": len(trajs), "distractor_twins": len(twins), "distractor_rate": sft_cfg.distractor_rate,
-            "skipped": skipped, "sequences": len(seqs),
-            "loss_tokens": sum(sum(s.loss_mask) for s in seqs), "epochs": history, "seed": seed,
-            "deviation": "SFT warm start on oracle trajectories (CPU smoke only; the paper starts RL from the base model)",
-        })
+        write_json(
+            tmp / "sft_metrics.json",
+            {
+                "base_model": str(model_dir),
+                "train_file": str(args.train),
+                "questions": len(records),
+                "trajectories": len(trajs),
+                "distractor_twins": len(twins),
+                "distractor_rate": sft_cfg.distractor_rate,
+                "skipped": skipped,
+                "sequences": len(seqs),
+                "loss_tokens": sum(sum(s.loss_mask) for s in seqs),
+                "epochs": history,
+                "seed": seed,
+                "deviation": "SFT warm start on oracle trajectories (CPU smoke only; the paper starts RL from the base model)",
+            },
+        )
         # The questions the oracle could answer from the retrieved text, in the release's own row format: the CPU
         # default trains RL on these (rl.sft.rl_on_answerable), since a small corpus answers only some questions.
         answered = {t.qid for t in trajs}
-        write_jsonl(tmp / "answerable.jsonl", [
-            {"qid": r.id, "question": r.question, "answer": r.answers, "aug_answer": r.aug_answers,
-             "source": r.source}
-            for r in records if r.id in answered
-        ])
-    print(json.dumps({"output": str(output), "trajectories": len(trajs), "distractor_twins": len(twins),
-                      "skipped": skipped,
-                      "final_loss": history[-1]["loss"] if history else None}))
+        write_jsonl(
+            tmp / "answerable.jsonl",
+            [
+                {
+                    "qid": r.id,
+                    "question": r.question,
+                    "answer": r.answers,
+                    "aug_answer": r.aug_answers,
+                    "source": r.source,
+                }
+                for r in records
+                if r.id in answered
+            ],
+        )
+    print(
+        json.dumps(
+            {
+                "output": str(output),
+                "trajectories": len(trajs),
+                "distractor_twins": len(twins),
+                "skipped": skipped,
+                "final_loss": history[-1]["loss"] if history else None,
+            }
+        )
+    )
     return 0
