@@ -143,8 +143,23 @@ class BaseSearchAgent(Agent):
         """The agent's own loop, from a fresh trajectory to its finish."""
         raise NotImplementedError
 
+    #: how upstream sizes one call's generation for this agent (agent.call_budget: auto)
+    upstream_call_budget = "fixed"
+
+    @property
+    def budget_mode(self) -> str:
+        return self.upstream_call_budget if self.cfg.call_budget == "auto" else self.cfg.call_budget
+
+    def call_budget(self, input_ids: list[int]) -> int:
+        """Tokens the next call after `input_ids` may generate; 0 = it does not fit (the trajectory ends)."""
+        room = self.cfg.max_context_tokens - len(input_ids)
+        if self.budget_mode == "fixed":
+            return self.cfg.max_new_tokens if room >= self.cfg.max_new_tokens else 0
+        budget = min(self.cfg.max_new_tokens, room)
+        return budget if budget >= min(self.cfg.min_call_tokens, self.cfg.max_new_tokens) else 0
+
     def fits(self, input_ids: list[int]) -> bool:
-        return len(input_ids) + self.cfg.max_new_tokens <= self.cfg.max_context_tokens
+        return self.call_budget(input_ids) > 0
 
     async def generate(
         self,
@@ -160,7 +175,9 @@ class BaseSearchAgent(Agent):
         n = len(traj.llm_calls)
         params = dataclasses.replace(
             sampling,
-            max_new_tokens=self.cfg.max_new_tokens,
+            # callers check fits() first; a direct call still never asks for more than the context leaves
+            max_new_tokens=self.call_budget(input_ids)
+            or min(self.cfg.max_new_tokens, self.cfg.max_context_tokens),
             stop=list(stop),
             stop_token_ids=sorted(set(sampling.stop_token_ids) | self.end_ids),
             # distinct but reproducible seed per call of a seeded trajectory

@@ -6,10 +6,16 @@ on search results) and answer (the final answer). The model's hidden reasoning (
 discarded; the history holds its notes (<thought>), its tool calls and short stubs of what the tools returned,
 and only its last `history_chars` characters are shown.
 
-Policy (configurable, see docs/agents.md): an <answer> from an act counts only after `min_searches`
-successful searches (earlier ones are set aside and noted in the history); after `force_answer_turns` acts, or
-when one turn is left, a final answer call is made; if it has no <answer> tag the answer is recovered from the
-text (parsing.fallback_answer).
+Policy (configurable, see docs/agents.md):
+- answer_policy 'min_searches': an <answer> from an act counts only after `min_searches` successful searches
+  (earlier ones are set aside and noted in the history);
+- answer_policy 'answer_phase' (upstream): until `answer_phase_docs` search-result blocks were seen or
+  `force_answer_turns` acts were made, the act prompt (role 'explore') offers no <answer>, and an answer given
+  anyway is set aside; after that the act prompt offers it;
+- after `force_answer_turns` acts, or when one turn is left, a final answer call is made; if it has no <answer>
+  tag the answer is recovered from the text (parsing.fallback_answer);
+- page_reading 'all_chunks' reads every chunk of an opened page before the next act, 'one_per_act' (upstream)
+  reads the first at once and one more before each later act.
 """
 
 from __future__ import annotations
@@ -46,11 +52,18 @@ def format_hits(hits: list[SearchHit], doc_max_chars: int) -> str:
 
 class ReasoningAgent(BaseSearchAgent):
     name = "asearcher-reasoning"
+    upstream_call_budget = "context"  # upstream: max_new_tokens = 31000 - prompt length
 
     def role_specs(self) -> dict[str, RoleSpec]:
-        act = "reasoning_act.txt" if self.cfg.allow_access else "reasoning_act_search_only.txt"
+        suffix = "" if self.cfg.allow_access else "_search_only"
         return {
-            "act": RoleSpec(act, frozenset(_HISTORY_ITEM), frozenset({"question", "history"})),
+            "act": RoleSpec(
+                f"reasoning_act{suffix}.txt", frozenset(_HISTORY_ITEM), frozenset({"question", "history"})
+            ),
+            # before the answer phase (answer_policy: answer_phase): the same step without the <answer> action
+            "explore": RoleSpec(
+                f"reasoning_explore{suffix}.txt", frozenset(_HISTORY_ITEM), frozenset({"question", "history"})
+            ),
             "read_page": RoleSpec(
                 "reasoning_read_page.txt", frozenset(_HISTORY_ITEM | {"content"}), frozenset({"content"})
             ),
@@ -116,12 +129,22 @@ class ReasoningAgent(BaseSearchAgent):
             return self.finish(traj, "context", pred)
         return self.finish(traj, "answer" if pred else why, pred)
 
+    def _answer_phase(self, acts: int, docs: int) -> bool:
+        """Whether the act prompt offers (and the agent accepts) an answer now."""
+        cfg = self.cfg
+        if cfg.answer_policy == "min_searches":
+            return True
+        forced = cfg.force_answer_turns is not None and acts >= cfg.force_answer_turns
+        return docs >= cfg.answer_phase_docs or forced
+
     async def _loop(self, traj, question, engine, tools, sampling) -> Trajectory:
         cfg = self.cfg
         entries: list[str] = []  # history items: notes, tool calls, result stubs
         reasoning: list[str] = []  # every output, for the fallback answer
         jobs: deque[Job] = deque()
-        acts = searches = 0
+        unread: deque[Job] = deque()  # page chunks waiting for a later act (page_reading: one_per_act)
+        acts = searches = docs = 0
+        chunk_before_act = False
         while True:
             remaining = cfg.max_turns - len(traj.llm_calls)
             if remaining <= 1:
@@ -153,7 +176,14 @@ class ReasoningAgent(BaseSearchAgent):
                     entries.append(f"<thought>{note}</thought>")
                 continue
 
-            call = await self._call(traj, engine, sampling, "act", "act", **self._values(question, entries))
+            if unread and not chunk_before_act:
+                jobs.append(unread.popleft())  # one more chunk of the opened page, then the act
+                chunk_before_act = True
+                continue
+            chunk_before_act = False
+            in_phase = self._answer_phase(acts, docs)
+            role = "act" if in_phase else "explore"
+            call = await self._call(traj, engine, sampling, role, "act", **self._values(question, entries))
             if call is None:
                 return await self._answer(traj, engine, sampling, question, entries, reasoning, "context")
             acts += 1
@@ -163,13 +193,18 @@ class ReasoningAgent(BaseSearchAgent):
             head = f"<thought>{thought}</thought>\n" if thought else ""
             action = parse_action(visible, allowed=self.allowed)
             if action.kind == "answer":
-                if searches >= cfg.min_searches:
+                if in_phase and searches >= cfg.min_searches:
                     entries.append(head + f"<answer>{action.argument}</answer>")
                     return self.finish(traj, "answer", action.argument)
                 traj.meta["discarded_answers"].append(action.argument)
                 entries.append(
-                    head + f"(An answer was proposed after {searches} of the required "
-                    f"{cfg.min_searches} searches; keep researching.)"
+                    head
+                    + (
+                        f"(An answer was proposed after {searches} of the required "
+                        f"{cfg.min_searches} searches; keep researching.)"
+                        if in_phase
+                        else "(An answer was proposed before the research was complete; keep researching.)"
+                    )
                 )
             elif action.kind == "search":
                 entries.append(head + f"<search>{action.argument}</search>")
@@ -180,6 +215,7 @@ class ReasoningAgent(BaseSearchAgent):
                     entries.append("<information>\nNo search results were found.\n</information>")
                 else:
                     searches += 1
+                    docs += 1  # one search-result block (upstream's doc_count)
                     text = format_hits(hits, cfg.doc_max_chars)
                     jobs.append(Job("search", text, text + "..."))
             elif action.kind == "access":
@@ -196,8 +232,17 @@ class ReasoningAgent(BaseSearchAgent):
                         + "\n</information>"
                     )
                 else:
-                    for chunk in page_chunks(page, cfg.page_max_chars, cfg.page_chunk_chars):
-                        jobs.append(Job("page", chunk, chunk[: cfg.page_stub_chars] + "..."))
+                    chunks = [
+                        Job("page", c, c[: cfg.page_stub_chars] + "...")
+                        for c in page_chunks(page, cfg.page_max_chars, cfg.page_chunk_chars)
+                    ]
+                    unread.clear()  # a newly opened page replaces the rest of the previous one
+                    if cfg.page_reading == "one_per_act":
+                        jobs.append(chunks[0])  # this act's chunk; the next one comes after the next act
+                        unread.extend(chunks[1:])
+                        chunk_before_act = True
+                    else:
+                        jobs.extend(chunks)
             else:
                 traj.meta["invalid_actions"] += 1
                 fb = self.templates["invalid"].render(

@@ -2,9 +2,23 @@
 
 from __future__ import annotations
 
+from typing import Any, Literal
+
 from pydantic import Field
 
+from .agent import AgentConfig
 from .base import Section
+
+#: Upstream's evaluation settings per agent kind (paper-notes §2.2, §2.5, §6.4: `evaluation/search_eval_async.py`
+#: and its agents). The base agent is always told the question is valid (eval prompt since upstream PR #15),
+#: runs up to 64 turns and gets `--max-tokens-per-call` 4096 per call; the reasoning (QwQ) agent runs up to 128
+#: turns with the answer phase forced after 32 acts (its per-call budget, 31000 - prompt, is the agent's own rule);
+#: Search-R1 runs up to 10 turns with 4096 tokens per call.
+UPSTREAM_EVAL_AGENT: dict[str, dict[str, Any]] = {
+    "asearcher": {"valid_instruction_prob": 1.0, "max_turns": 64, "max_new_tokens": 4096},
+    "asearcher-reasoning": {"max_turns": 128, "force_answer_turns": 32},
+    "search-r1": {"max_turns": 10, "max_new_tokens": 4096},
+}
 
 
 class JudgeConfig(Section):
@@ -19,9 +33,65 @@ class JudgeConfig(Section):
     max_retries: int = Field(3, ge=0, description="Bounded retries on unparseable verdicts (upstream loops).")
     prompt: str = Field(
         "judge.txt",
-        description="Judge prompt: a file in asearcher/eval/prompts/ or a path to your own template.",
+        description="Judge prompt: a file in asearcher/eval/prompts/ or a path to your own template. 'judge.txt' "
+        "asks upstream's question (is the prediction equivalent to the labeled answer?); 'judge_strict.txt' "
+        "adds rejection rules (vaguer/broader answers, several candidates).",
     )
     concurrency: int = Field(32, ge=1, description="Judge calls in flight at once.")
+
+
+class EvalAgentConfig(Section):
+    """Agent settings for evaluation only, applied on top of `agent` when `asearcher eval` builds its agent.
+
+    A field left null takes upstream's evaluation value for `agent.kind` (UPSTREAM_EVAL_AGENT) when
+    `defaults: upstream`, else the `agent` section's (training) value. A field set here always wins.
+    """
+
+    defaults: Literal["upstream", "agent"] = Field(
+        "upstream",
+        description="What null fields mean: 'upstream': upstream's evaluation protocol for agent.kind "
+        "(asearcher: valid-question prompt, 64 turns, 4096 tokens a call; asearcher-reasoning: 128 turns, answer "
+        "forced after 32 acts; search-r1: 10 turns, 4096 tokens a call); 'agent': the agent section's values "
+        "(evaluate exactly as trained).",
+    )
+    valid_instruction_prob: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="Probability that the prompt says the question is valid (upstream eval: 1, always).",
+    )
+    max_turns: int | None = Field(
+        None,
+        ge=1,
+        description="Most LLM generations per trajectory (upstream eval: 64 / 128 QwQ / 10 Search-R1).",
+    )
+    max_new_tokens: int | None = Field(
+        None, ge=1, description="Max tokens per LLM call (upstream eval: 4096 for asearcher and search-r1)."
+    )
+    max_context_tokens: int | None = Field(
+        None, ge=64, description="Context of one call (null: the agent section's, a property of the model)."
+    )
+    min_searches: int | None = Field(
+        None, ge=0, description="Reasoning agent: searches required before an answer counts."
+    )
+    force_answer_turns: int | None = Field(
+        None,
+        ge=1,
+        description="Reasoning agent: after this many acts, force the answer phase (upstream: 32).",
+    )
+
+    def overrides(self, kind: str) -> dict[str, Any]:
+        """The agent fields that evaluation sets for an agent of this kind."""
+        out = dict(UPSTREAM_EVAL_AGENT.get(kind, {})) if self.defaults == "upstream" else {}
+        out.update({k: v for k, v in self.model_dump(exclude={"defaults"}).items() if v is not None})
+        return out
+
+    def apply(self, agent: AgentConfig) -> AgentConfig:
+        """The agent config evaluation runs: `agent` with these overrides. Keys the agent section left unset
+        stay unset unless overridden (agents read a few defaults from that, e.g. Search-R1's 10 turns)."""
+        data = agent.model_dump(exclude_unset=True)
+        data.update(self.overrides(agent.kind))
+        return AgentConfig.model_validate(data)
 
 
 class EvalConfig(Section):
@@ -41,6 +111,12 @@ class EvalConfig(Section):
     )
     concurrency: int = Field(32, ge=1, description="Trajectories in flight at once.")
     metrics: list[str] = Field(
-        default_factory=lambda: ["f1", "em", "cem"], description="String metrics computed per sample."
+        default_factory=lambda: ["f1", "em", "cem"],
+        description="String metrics computed per sample: f1, em, cem (exactly upstream's scorers), em_strict, "
+        "cem_strict, squad_f1 (the project's refinements); 'judge' with eval.judge.enabled.",
     )
     judge: JudgeConfig = Field(default_factory=JudgeConfig)
+    agent: EvalAgentConfig = Field(
+        default_factory=EvalAgentConfig,
+        description="Agent settings for evaluation, on top of `agent` (default: upstream's eval protocol).",
+    )

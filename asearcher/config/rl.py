@@ -44,6 +44,26 @@ class SFTConfig(Section):
     )
 
 
+class SaveRolloutsConfig(Section):
+    enabled: bool = Field(
+        True,
+        description="Save a sample of each policy version's trained trajectories to "
+        "OUTPUT/rollouts/v{version:05d}.jsonl.gz (the data of the paper's Fig. 6, 9, 10, 11).",
+    )
+    per_version: int = Field(
+        8,
+        ge=0,
+        description="Trajectories saved per saved version, taken round-robin over the batch's groups "
+        "(0 = none; batch_size x group_size or more = the whole batch).",
+    )
+    every: int = Field(1, ge=1, description="Save every N-th policy version (v0, vN, v2N, ...).")
+    tool_results: bool = Field(
+        False,
+        description="Also save the tool results (search hits, page text); large. Without it a search records "
+        "its URLs and a page access the page's length.",
+    )
+
+
 class RLConfig(Section):
     enabled: bool = Field(
         True,
@@ -104,6 +124,7 @@ class RLConfig(Section):
     gradient_checkpointing: bool = Field(False)
     optim: OptimConfig = Field(default_factory=OptimConfig)
     sft: SFTConfig = Field(default_factory=SFTConfig)
+    save_rollouts: SaveRolloutsConfig = Field(default_factory=SaveRolloutsConfig)
     max_tokens_per_mb: int = Field(
         8192,
         ge=16,

@@ -8,6 +8,12 @@ Differences from upstream, on purpose:
 - a verdict is recovered from messy replies through a chain of parsers (```json block, bare JSON object,
   Python-literal dict, a `"judgement": "..."` pattern, then a lone Correct/Incorrect word);
 - an empty prediction is not sent to the judge (it is Incorrect without a call).
+
+Prompts (asearcher/eval/prompts/, our wording): `judge.txt` (default) asks upstream's question, whether the
+predicted answer is equivalent to the labeled answer, with the same verdict format (a ```json block with
+"rationale" and "judgement": "Correct" | "Incorrect") and no further rules; `judge_strict.txt` also tells the
+judge to reject vaguer or broader answers, several candidates and contradictions. The protocol card records
+the prompt's name and sha256 (`Judge.describe()`).
 """
 
 from __future__ import annotations
@@ -33,7 +39,10 @@ ChatFn = Callable[[list[dict[str, str]], SamplingParams], Awaitable[str]]
 
 PREDICTION_MAX_CHARS = 500  # what upstream shows the judge (it cuts at 1000, then [:500] in the prompt)
 RAW_MAX_CHARS = 2000  # judge replies kept in results (the verdict sits at the end, so keep the tail)
+#: upstream's question (is the prediction equivalent to the labeled answer?) and verdict format, nothing more
 DEFAULT_PROMPT = "judge.txt"
+#: the stricter prompt: also rejects vaguer or broader answers, several candidates, contradictions
+STRICT_PROMPT = "judge_strict.txt"
 
 CORRECT, INCORRECT = "Correct", "Incorrect"
 
@@ -202,6 +211,7 @@ class Judge:
         self.model = model
         self.sampling = sampling or SamplingParams(max_new_tokens=1024, temperature=0.6, top_p=0.95)
         self.max_retries = max_retries
+        self.prompt = prompt
         self.template = load_prompt(prompt)
         self._sem = asyncio.Semaphore(concurrency)
         self._owned_engine = owned_engine
@@ -210,6 +220,7 @@ class Judge:
         """What the protocol card records about this judge."""
         return {
             "model": self.model,
+            "prompt": self.prompt,  # bundled name (judge.txt, judge_strict.txt) or the path of your own
             "prompt_sha256": hashlib.sha256(self.template.encode("utf-8")).hexdigest(),
             "temperature": self.sampling.temperature,
             "top_p": self.sampling.top_p,

@@ -1,14 +1,23 @@
 """String metrics of the paper's evaluation, each the max over the gold answers.
 
+The paper's metrics give exactly what upstream's evaluation scripts give (`evaluation/evaluate.py`, scored by
+`search_eval_async.py`; paper-notes §6.3):
+
 - `f1`: the paper's eval F1. ASCII punctuation becomes spaces, lower-case, whitespace collapsed, then a SET of
   whitespace tokens on each side; F1 = 2PR/(P+R). No article removal, no True/False mapping. Empty -> 0.
-- `em`: SQuAD normalisation (lower, ASCII punctuation deleted, articles a/an/the removed, whitespace collapsed),
-  after reading a bare `True`/`False` as `yes`/`no`; 1 when equal.
-- `cem` (cover EM): same normalisation; 1 when every gold token is among the prediction's tokens.
-- `squad_f1`: the standard SQuAD v1.1 multiset token F1 (SQuAD normalisation, token counts matter).
+- `em`: SQuAD normalisation (lower, ASCII punctuation deleted, articles a/an/the removed, whitespace collapsed);
+  1 when equal. No True/False mapping, and two answers that both normalise to "" are equal (1).
+- `cem` (cover EM): SQuAD normalisation after reading a bare `True`/`False` as `yes`/`no`; 1 when every gold
+  token (`.split(" ")`, so "" is the one token of an empty gold) is among the prediction's tokens.
 
-A gold answer that normalises to nothing never matches (0), so an empty gold cannot give free credit.
-A missing prediction (None) scores 0 on every metric.
+A missing prediction (None: no <answer> produced) is scored as upstream scores one, as the empty string.
+
+The project's refinements, as separate metrics:
+
+- `em_strict`, `cem_strict`: as `em` / `cem`, but a bare `True`/`False` is read as `yes`/`no` on both sides (EM
+  too), a gold that normalises to nothing never matches (so an empty answer gets no free credit), and a missing
+  prediction scores 0.
+- `squad_f1`: the standard SQuAD v1.1 multiset token F1 (SQuAD normalisation, token counts matter; None -> 0).
 """
 
 from __future__ import annotations
@@ -67,11 +76,24 @@ def _f1_one(pred: str, gold: str) -> float:
 
 
 def _em_one(pred: str, gold: str) -> float:
+    """Upstream `em_check`: normalised strings equal (no True/False mapping; "" == "" is a match)."""
+    return float(normalize_squad(pred) == normalize_squad(gold))
+
+
+def _cem_one(pred: str, gold: str) -> float:
+    """Upstream `cover_exact_match_score_1`: every gold token among the prediction's tokens, both after the
+    True/False mapping; tokens are `.split(" ")`, so an empty string is the single token ''."""
+    p = normalize_squad(bool_mapping(pred)).split(" ")
+    g = normalize_squad(bool_mapping(gold)).split(" ")
+    return float(all(t in p for t in g))
+
+
+def _em_strict_one(pred: str, gold: str) -> float:
     g = normalize_squad(bool_mapping(gold))
     return float(bool(g) and normalize_squad(bool_mapping(pred)) == g)
 
 
-def _cem_one(pred: str, gold: str) -> float:
+def _cem_strict_one(pred: str, gold: str) -> float:
     g = normalize_squad(bool_mapping(gold)).split()
     if not g:
         return 0.0
@@ -91,24 +113,38 @@ def _squad_f1_one(pred: str, gold: str) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
-def _max_over_golds(one: Callable[[str, str], float]) -> MetricFn:
+def _max_over_golds(one: Callable[[str, str], float], name: str, *, none_as_empty: bool = False) -> MetricFn:
     def metric(prediction: str | None, answers: Golds) -> float:
         if prediction is None:
-            return 0.0
+            if not none_as_empty:
+                return 0.0
+            prediction = ""  # upstream's driver scores a missing answer as ""
         return max((one(prediction, g) for g in _golds(answers)), default=0.0)
 
-    metric.__name__ = one.__name__.strip("_").removesuffix("_one")
-    metric.__doc__ = f"Max over gold answers of {metric.__name__} (see module docstring)."
+    metric.__name__ = name
+    metric.__doc__ = f"Max over gold answers of {name} (see module docstring)."
     return metric
 
 
-f1 = _max_over_golds(_f1_one)
-em = _max_over_golds(_em_one)
-cem = _max_over_golds(_cem_one)
-squad_f1 = _max_over_golds(_squad_f1_one)
+f1 = _max_over_golds(_f1_one, "f1")  # None -> 0, as upstream's "" scores 0
+em = _max_over_golds(_em_one, "em", none_as_empty=True)
+cem = _max_over_golds(_cem_one, "cem", none_as_empty=True)
+em_strict = _max_over_golds(_em_strict_one, "em_strict")
+cem_strict = _max_over_golds(_cem_strict_one, "cem_strict")
+squad_f1 = _max_over_golds(_squad_f1_one, "squad_f1")
 
 #: name -> metric(prediction, answers) -> float in [0, 1]
-METRICS: dict[str, MetricFn] = {"f1": f1, "em": em, "cem": cem, "squad_f1": squad_f1}
+METRICS: dict[str, MetricFn] = {
+    "f1": f1,
+    "em": em,
+    "cem": cem,
+    "em_strict": em_strict,
+    "cem_strict": cem_strict,
+    "squad_f1": squad_f1,
+}
+
+#: the metrics that reproduce upstream's official scorers (F1, EM, CEM); the others are this project's own
+OFFICIAL_METRICS = frozenset({"f1", "em", "cem"})
 
 #: metrics that are not string functions but computed by the eval runner (LLM-as-judge, "LasJ")
 MODEL_METRICS = frozenset({"judge"})

@@ -96,15 +96,22 @@ def build_card(
     n_questions: int,
     sealed: bool,
     judge_details: dict[str, Any] | None = None,
+    eval_agent: dict[str, Any] | None = None,
     setting: str | None = None,
     version: str | None = None,
 ) -> dict[str, Any]:
-    """The protocol card of one (model, setting, benchmark) evaluation."""
+    """The protocol card of one (model, setting, benchmark) evaluation.
+
+    `agent` is the agent config the evaluation ran (the `agent` section with `eval.agent` applied);
+    `eval_agent` says where its evaluation-only values came from ({defaults, overrides, training_values});
+    `judge_details` names the judge prompt (file name and sha256) among the judge's settings.
+    """
     bfile = Path(benchmark_file) if benchmark_file else None
     return {
         "model": {"name": model_name, **engine},
         "setting": setting,
         "agent": agent,
+        "eval_agent": eval_agent,
         "prompt_hash": prompt_hash,
         "retriever": retriever,
         "search_backend": search_backend,

@@ -9,6 +9,10 @@ The retrieval server must be running; its address comes from $ASEARCHER_RETRIEVA
       --pages results/releases/ASearcher-Local-Knowledge/wiki_webpages.jsonl --config configs/default.yaml -- \\
       asearcher eval --config configs/default.yaml --model tiny --benchmark Bamboogle --max-samples 20
 
+The agent runs with evaluation's own settings: the `agent` section with `eval.agent` on top, whose null keys take
+upstream's evaluation protocol for agent.kind (asearcher: the valid-question prompt, 64 turns, 4096 tokens a call;
+asearcher-reasoning: 128 turns, answer forced after 32 acts; search-r1: 10 turns, 4096 tokens a call).
+
 Outputs: samples.jsonl (one row per question x sample), trajectories.jsonl, aggregate.json (metrics, stats,
 errors and the protocol card), protocol.json and config.yaml (the merged config of the run). For sealed
 benchmarks (xBench) only ids, hashes and scores are written.
@@ -23,7 +27,9 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from asearcher.config import Config, EngineConfig, load_config
+from pydantic import ValidationError
+
+from asearcher.config import AgentConfig, Config, EngineConfig, load_config
 from asearcher.errors import UserFacingError
 from asearcher.llm.engine import SamplingParams
 
@@ -62,8 +68,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def default_setting(cfg: Config) -> str:
-    """The Snakefile's setting name (workflow/rules/common.smk: SETTING)."""
-    return f"{cfg.agent.kind}-{cfg.retrieval.backend}-top{cfg.agent.topk}"
+    """The Snakefile's setting name (workflow/rules/common.smk: SETTING), naming the search backend used."""
+    from asearcher.tools.factory import setting_label
+
+    return setting_label(cfg)
 
 
 def resolve_engine_config(cfg: Config, name: str) -> EngineConfig:
@@ -103,8 +111,10 @@ def make_tools(cfg: Config) -> Any:
     """LocalTools over the retrieval server that RetrievalClient.discover() finds ($ASEARCHER_RETRIEVAL_URL,
     else the address files in $RAG_SERVER_ADDR_DIR)."""
     from asearcher.retrieval.client import NoRetrievalServerError, RetrievalClient
+    from asearcher.tools.factory import require_tools_backend
     from asearcher.tools.local import LocalTools
 
+    require_tools_backend(cfg)  # web: an error, never a quiet fallback to the local corpus
     try:
         client = RetrievalClient.discover()
     except NoRetrievalServerError as e:
@@ -124,6 +134,42 @@ def retriever_info(cfg: Config) -> dict[str, Any]:
     else:
         info.update(encoder=r.dense.model)
     return info
+
+
+def eval_agent_config(cfg: Config) -> AgentConfig:
+    """The agent settings evaluation runs: `agent` with `eval.agent` on top (upstream's eval protocol by default)."""
+    try:
+        agent_cfg = cfg.eval.agent.apply(cfg.agent)
+    except ValidationError as e:
+        raise UserFacingError(f"eval.agent applied to agent: {e}") from None
+    if agent_cfg.max_new_tokens >= agent_cfg.max_context_tokens and agent_budget_mode(agent_cfg) == "fixed":
+        raise UserFacingError(
+            f"evaluation would give every LLM call {agent_cfg.max_new_tokens} new tokens "
+            f"(eval.agent.max_new_tokens, else upstream's value for agent.kind={agent_cfg.kind!r}) inside a "
+            f"context of {agent_cfg.max_context_tokens} (agent.max_context_tokens): no call fits. Set "
+            "eval.agent.max_new_tokens below the context (or eval.agent.max_context_tokens to the model's context)."
+        )
+    return agent_cfg
+
+
+def agent_budget_mode(agent_cfg: AgentConfig) -> str:
+    """'fixed' when a call needs its whole max_new_tokens to fit, 'context' when it gets what the context leaves."""
+    from asearcher.agent.registry import agent_class
+
+    mode = getattr(agent_cfg, "call_budget", "fixed")
+    if mode == "auto":
+        mode = getattr(agent_class(agent_cfg.kind), "upstream_call_budget", "fixed")
+    return str(mode)
+
+
+def eval_agent_info(cfg: Config) -> dict[str, Any]:
+    """What the protocol card says about where the eval agent settings came from."""
+    applied = cfg.eval.agent.overrides(cfg.agent.kind)
+    return {
+        "defaults": cfg.eval.agent.defaults,
+        "overrides": applied,
+        "training_values": {k: getattr(cfg.agent, k) for k in applied},
+    }
 
 
 def engine_info(ec: EngineConfig) -> dict[str, Any]:
@@ -164,6 +210,7 @@ async def evaluate(args: argparse.Namespace, cfg: Config) -> dict[str, Any]:
         raise UserFacingError(f"benchmark {spec.name}: {bench_file} has no questions")
 
     ec = resolve_engine_config(cfg, args.model)
+    agent_cfg = eval_agent_config(cfg)
     tools = make_tools(cfg)  # first: a missing retrieval server is the most common mistake
     setting = args.setting or default_setting(cfg)
     if args.output:
@@ -177,17 +224,18 @@ async def evaluate(args: argparse.Namespace, cfg: Config) -> dict[str, Any]:
         from asearcher.llm.factory import make_engine
 
         engine = make_engine(ec)
-        agent = make_agent(cfg.agent, engine.tokenizer)
+        agent = make_agent(agent_cfg, engine.tokenizer)
         judge = make_judge(cfg.eval.judge) if cfg.eval.judge.enabled else None
         k = cfg.eval.k
         seeds = seeds_for(cfg.eval.seed, k)
         sampling = SamplingParams(
-            max_new_tokens=cfg.agent.max_new_tokens, temperature=cfg.eval.temperature, top_p=cfg.eval.top_p
+            max_new_tokens=agent_cfg.max_new_tokens, temperature=cfg.eval.temperature, top_p=cfg.eval.top_p
         )
         card = build_card(
             model_name=args.model,
             engine=engine_info(ec),
-            agent=cfg.agent.model_dump(mode="json"),
+            agent=agent_cfg.model_dump(mode="json"),
+            eval_agent=eval_agent_info(cfg),
             prompt_hash=agent.prompt_hash,
             retriever=retriever_info(cfg),
             search_backend=getattr(tools, "name", type(tools).__name__),
@@ -195,7 +243,7 @@ async def evaluate(args: argparse.Namespace, cfg: Config) -> dict[str, Any]:
             judge_details=judge.describe() if judge is not None else None,
             temperature=cfg.eval.temperature,
             top_p=cfg.eval.top_p,
-            max_new_tokens=cfg.agent.max_new_tokens,
+            max_new_tokens=agent_cfg.max_new_tokens,
             k=k,
             seeds=seeds,
             benchmark=spec.name,

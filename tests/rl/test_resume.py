@@ -170,18 +170,17 @@ def test_sigkill_then_rerun_continues_without_losing_or_repeating_steps(tmp_path
 
 def test_async_checkpoint_requeues_in_flight_questions(tmp_path):
     """eta > 0: questions in flight at checkpoint time are replayed first on resume; none is trained twice."""
-    import asyncio
 
     import ray
 
     from asearcher.config import RLConfig
-    from asearcher.rl.system.checkpoint import latest_checkpoint, load_checkpoint
-    from asearcher.rl.system.controller import Controller
-    from asearcher.rl.system.rollout import spawn_worker
-    from tests.rl.doubles import SimFactory, TableTrainer
+    from tests.rl.doubles import SimFactory, run_sim_controller
 
     os.environ["PYTHONPATH"] = f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", ignore_reinit_error=True)
+    # address="local": always a fresh local instance, never another process's cluster from /tmp/ray
+    ray.init(
+        address="local", num_cpus=2, include_dashboard=False, logging_level="ERROR", ignore_reinit_error=True
+    )
     factory = SimFactory({"kind": "fixed", "turns": 2}, token_delay_s=0.003)
     cfg = RLConfig(
         steps=2,
@@ -195,30 +194,7 @@ def test_async_checkpoint_requeues_in_flight_questions(tmp_path):
     )
 
     def run(steps: int, resume: bool):
-        trainer = TableTrainer(seed=1)
-        stream = QuestionStream(_rows(30), seed=1)
-        state = None
-        if resume:
-            state = load_checkpoint(latest_checkpoint(tmp_path / "checkpoints"), trainer)
-            stream.load_state(state["stream"])
-        ctl = Controller(
-            cfg=cfg,
-            trainer=trainer,
-            stream=stream,
-            output_dir=tmp_path,
-            resume_state=state,
-            spawn_worker=lambda i: spawn_worker(factory, i, cfg.group_size, cfg.temperature, 1),
-            progress=False,
-        )
-
-        async def main():
-            try:
-                await ctl.run(steps)
-            finally:
-                await ctl.shutdown()
-
-        asyncio.run(main())
-        return ctl, state
+        return run_sim_controller(cfg, factory, _rows(30), tmp_path, steps, resume=resume)
 
     try:
         first, _ = run(2, resume=False)

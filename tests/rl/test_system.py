@@ -26,7 +26,10 @@ def ray_local():
     os.environ["PYTHONPATH"] = (
         f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"  # workers import tests.*
     )
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", ignore_reinit_error=True)
+    # address="local": always a fresh local instance, never another process's cluster from /tmp/ray
+    ray.init(
+        address="local", num_cpus=2, include_dashboard=False, logging_level="ERROR", ignore_reinit_error=True
+    )
     yield
     ray.shutdown()
 

@@ -15,11 +15,17 @@ from snakemake.utils import validate
 sys.path.insert(0, workflow.basedir)  # the asearcher package, also when not pip-installed
 
 from asearcher.config import config_from_dict  # noqa: E402
+from asearcher.config.checks import require_consistent  # noqa: E402
+from asearcher.tools.factory import setting_label  # noqa: E402
 
 # 1. JSON-schema validation (the schema is generated from the typed config: `asearcher config schema`).
 validate(config, schema="../schemas/config.schema.json", set_default=False)
 # 2. The same YAML as typed objects: an unknown key or a wrong type is an error naming the key.
 CFG = config_from_dict(config, source="snakemake config")
+# 3. Settings that are each valid but do not fit together (caps vs contexts, GPUs vs the allocation, ...): an
+#    error names the keys and stops here, before any job is submitted (`asearcher config check` runs the same).
+for _warning in require_consistent(CFG, source="snakemake config"):
+    print(_warning, file=sys.stderr)
 
 R = CFG.results_dir
 RUN = f"{R}/{CFG.name}"
@@ -35,7 +41,7 @@ TEST_DATA = f"{RELEASES}/ASearcher-test-data/manifest.json"
 TRAIN_DATA = f"{RELEASES}/ASearcher-train-data/manifest.json"
 INDEX = f"{R}/index/{CFG.retrieval.backend}"
 TINY = f"{R}/models/tiny"
-SETTING = f"{CFG.agent.kind}-{CFG.retrieval.backend}-top{CFG.agent.topk}"
+SETTING = setting_label(CFG)  # names the search backend really used (web or the local index)
 
 # Rule logs: logs/<rule>/<key>.log; Snakemake benchmark records (runtime, memory) of the heavy rules:
 # logs/benchmarks/<rule>/<key>.tsv. Both relative to the working directory (git-ignored), keyed by the run name

@@ -4,6 +4,7 @@ each generated token's policy was. Pure functions over `TrainSequence`s."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -13,6 +14,8 @@ from asearcher.config import RLConfig
 from asearcher.rl.algo.advantages import assign_advantages
 from asearcher.rl.algo.packing import PackStats, pack_trajectory
 from asearcher.rl.algo.types import Group, TrainSequence
+
+log = logging.getLogger(__name__)
 
 
 def build_sequences(groups: Sequence[Group], cfg: RLConfig) -> tuple[list[TrainSequence], dict[str, float]]:
@@ -40,8 +43,21 @@ def build_sequences(groups: Sequence[Group], cfg: RLConfig) -> tuple[list[TrainS
         reward_mean=float(np.mean(rewards)) if rewards else 0.0,
         pack_truncated_tokens=float(stats.truncated_tokens),
         pack_skipped_calls=float(len(stats.skipped_calls)),
+        pack_truncated_calls=float(stats.truncated_calls),
         pack_appended_calls=float(stats.appended_calls),
+        # generated tokens the cap kept out of the loss (whole skipped calls + cut tails); 0 in a sound recipe
+        pack_untrained_frac=stats.truncated_tokens / max(1, stats.output_tokens),
     )
+    if stats.skipped_calls or stats.truncated_calls:
+        log.warning(
+            "this step's packing cap (%d tokens) dropped %d LLM calls and cut %d more: %d of %d generated tokens are "
+            "not trained; raise rl.pack_max_tokens / rl.max_tokens_per_mb to the agent's max_context_tokens",
+            cap,
+            len(stats.skipped_calls),
+            stats.truncated_calls,
+            stats.truncated_tokens,
+            stats.output_tokens,
+        )
     return seqs, info
 
 

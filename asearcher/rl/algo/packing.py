@@ -25,6 +25,7 @@ class PackStats:
     output_tokens: int = 0  # generated tokens recorded in the trajectory
     trained_tokens: int = 0  # generated tokens that made it into a sequence (loss_mask == 1)
     truncated_tokens: int = 0  # generated tokens cut by the max-tokens cap
+    truncated_calls: int = 0  # calls that lost some (not all) of their output to the cap
     skipped_calls: list[int] = field(default_factory=list)  # calls whose prompt alone reaches the cap
 
     def add(self, other: PackStats) -> None:
@@ -34,6 +35,7 @@ class PackStats:
         self.output_tokens += other.output_tokens
         self.trained_tokens += other.trained_tokens
         self.truncated_tokens += other.truncated_tokens
+        self.truncated_calls += other.truncated_calls
         self.skipped_calls.extend(other.skipped_calls)
 
 
@@ -97,6 +99,7 @@ def pack_trajectory(
         if max_tokens is not None and len(inp) + len(out) > max_tokens:
             keep = max_tokens - len(inp)
             st.truncated_tokens += len(out) - keep
+            st.truncated_calls += 1
             out, lps, vers = out[:keep], lps[:keep], vers[:keep]
         if target is None:
             target = TrainSequence(

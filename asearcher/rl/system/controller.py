@@ -27,7 +27,14 @@ from ray.exceptions import RayActorError
 
 from asearcher.rl.system.checkpoint import save_checkpoint
 from asearcher.rl.system.dataset import QuestionStream
-from asearcher.rl.system.metrics_log import MetricsLogger, batch_metrics, peak_memory
+from asearcher.rl.system.metrics_log import (
+    MetricsLogger,
+    batch_metrics,
+    peak_memory,
+    rollout_metrics,
+    trajectory_counts,
+)
+from asearcher.rl.system.rollout_log import RolloutLog
 from asearcher.rl.system.staleness import StalenessManager
 from asearcher.rl.algo.types import Group
 from asearcher.rl.system.weight_sync import WeightSync
@@ -105,6 +112,14 @@ class Controller:
         self._stop = False
         self._bar: Any = None
         self._rollout_rewards: list[float] = []
+        self._rollout_counts: list[dict[str, int]] = []
+        # a sample of each version's trained trajectories -> OUTPUT/rollouts/ (resume drops versions >= this one)
+        save = cfg.save_rollouts
+        self.rollout_log = (
+            RolloutLog(self.output_dir, save, start_version=self.version)
+            if self.output_dir is not None and save.enabled and save.per_version > 0
+            else None
+        )
 
     # ---- workers -----------------------------------------------------------------------------------
     async def _start_workers(self) -> None:
@@ -160,9 +175,11 @@ class Controller:
             self._submit(task.q, self.version)
             return
         self.counters["groups_done"] = self.counters.get("groups_done", 0) + 1
-        # Reward of every finished trajectory, filtered groups included: the batch mean alone is biased
-        # (dynamic filtering keeps only mixed groups), so this is the curve that shows the policy improving.
+        # Reward (and per-trajectory counts) of every finished trajectory, filtered groups included: the batch
+        # mean alone is biased (dynamic filtering keeps only mixed groups), so this is the curve that shows the
+        # policy improving.
         self._rollout_rewards.extend(group.rewards)
+        self._rollout_counts.extend(trajectory_counts(s.trajectory) for s in group.samples)
         too_easy = self.cfg.curriculum_min_tool_calls is not None and not group.needs_tool_calls(
             self.cfg.curriculum_min_tool_calls
         )
@@ -202,6 +219,8 @@ class Controller:
             raise RuntimeError(
                 f"trainer.train_step moved version {train_version} -> {new_version}, expected +1"
             )
+        if self.rollout_log is not None:  # before the step's checkpoint; a redone step rewrites its file
+            await asyncio.to_thread(self.rollout_log.write, train_version, batch)
         t1 = time.perf_counter()
         self.sync.publish(self.trainer, new_version)
         results = await asyncio.gather(
@@ -219,8 +238,8 @@ class Controller:
         row.update(batch_metrics(batch, train_version))
         row["groups_filtered_total"] = int(self.counters["groups_filtered"])
         rr, self._rollout_rewards = self._rollout_rewards, []
-        row["rollout_reward_mean"] = float(sum(rr) / len(rr)) if rr else 0.0
-        row["rollout_trajectories"] = len(rr)
+        rc, self._rollout_counts = self._rollout_counts, []
+        row.update(rollout_metrics(rr, rc))
         row["batch_indices"] = [g.meta["index"] for g in batch]
         row["batch_qids"] = [g.qid for g in batch]
         row["submit_versions"] = [g.submit_version for g in batch]

@@ -1,7 +1,9 @@
 """A run's training curves at a glance: `summary.json` (reward at the start vs the end) and `training.png`.
 
 Both are drawn from the per-step rows of metrics.jsonl after a run, so they also work on a resumed or finished
-run (`asearcher train` writes them at the end). The report notebooks draw the paper's figures from the same rows.
+run (`asearcher train` writes them at the end). The report notebooks draw the paper's figures from the same rows
+(Fig. 6, 9, 10: the per-trajectory searches / accesses / generated tokens) and from the saved rollouts
+(Fig. 11: `rollout_log.keyword_counts`).
 """
 
 from __future__ import annotations
@@ -13,6 +15,20 @@ from typing import Any
 from asearcher.utils.jsonl import write_json
 
 REWARD_KEY = "rollout_reward_mean"  # every finished group, filtered ones included (what the policy achieves)
+
+
+def per_traj_series(rows: Sequence[dict[str, Any]], name: str, stat: str) -> list[float]:
+    """`rollout_<name>_<stat>` (every finished trajectory, like the reward) per row, else the trained batch's
+    `<name>_<stat>` (runs logged before the rollout_ counts existed), else 0."""
+    return [float(r.get(f"rollout_{name}_{stat}", r.get(f"{name}_{stat}", 0.0))) for r in rows]
+
+
+def _band(a: Any, s: list[int], rows: Sequence[dict[str, Any]], name: str, label: str, color: str) -> None:
+    """avg line + min..max band of one per-trajectory count."""
+    a.fill_between(
+        s, per_traj_series(rows, name, "min"), per_traj_series(rows, name, "max"), color=color, alpha=0.15
+    )
+    a.plot(s, per_traj_series(rows, name, "avg"), color=color, label=f"{label} (avg; band min..max)")
 
 
 def moving_average(xs: Sequence[float], window: int) -> list[float]:
@@ -76,10 +92,10 @@ def plot_training(rows: Sequence[dict[str, Any]], path: str | Path, title: str =
 
     s = [int(r["step"]) for r in rows]
     a = ax[0][1]
-    for key, label in (("turns_avg", "turns (avg)"), ("tool_calls_avg", "tool calls (avg)")):
-        a.plot(s, [float(r.get(key, 0.0)) for r in rows], label=label)
-    a.plot(s, [float(r.get("turns_max", 0.0)) for r in rows], "--", label="turns (max)")
-    a.set(xlabel="step", title="turns and tool calls")
+    _band(a, s, rows, "searches", "searches", "tab:blue")
+    _band(a, s, rows, "accesses", "page accesses", "tab:orange")
+    a.plot(s, per_traj_series(rows, "turns", "avg"), "--", color="tab:gray", label="turns (avg)")
+    a.set(xlabel="step", title="tool calls and turns per trajectory")
     a.legend()
 
     a = ax[1][0]
@@ -90,9 +106,8 @@ def plot_training(rows: Sequence[dict[str, Any]], path: str | Path, title: str =
     a.legend()
 
     a = ax[1][1]
-    a.plot(s, [float(r.get("tokens_per_traj_avg", 0.0)) for r in rows], label="tokens/trajectory (avg)")
-    a.plot(s, [float(r.get("tokens_per_traj_max", 0.0)) for r in rows], "--", label="tokens/trajectory (max)")
-    a.set(xlabel="step", title="trajectory length")
+    _band(a, s, rows, "tokens_per_traj", "generated tokens", "tab:green")
+    a.set(xlabel="step", title="generated tokens per trajectory")
     a.legend()
 
     if title:

@@ -1,8 +1,11 @@
 """Per-step training metrics: OUTPUT/metrics.jsonl (one row per step), metrics.csv, optional TensorBoard.
 
-`batch_metrics` turns one training batch into the logged numbers: reward, turns and tool calls
-(min/avg/max), tokens per trajectory, the per-token staleness histogram (version at train time minus the
-version that generated the token) and the generate/tool time split.
+`batch_metrics` turns one training batch into the logged numbers: reward; per trajectory (min/avg/max over
+every trajectory of the batch's groups) turns, searches, page accesses, tool calls (searches + accesses) and
+generated tokens; the per-token staleness histogram (version at train time minus the version that generated
+the token) and the generate/tool time split. `rollout_metrics` gives the same per-trajectory numbers, prefixed
+`rollout_`, over every trajectory finished since the last step, groups dropped by filtering included (the
+batch alone is biased by dynamic filtering, as its reward is).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from asearcher.agent.trajectory import Trajectory
 from asearcher.rl.algo.types import Group
 from asearcher.utils.atomic import atomic_write_text
 from asearcher.utils.jsonl import JsonlAppender
@@ -30,6 +34,41 @@ def _mma(prefix: str, xs: list[float]) -> dict[str, float]:
         f"{prefix}_avg": float(sum(xs) / len(xs)),
         f"{prefix}_max": float(max(xs)),
     }
+
+
+# per-trajectory counts logged as <name>_min/_avg/_max (and rollout_<name>_*); tokens_per_traj = generated tokens
+PER_TRAJECTORY = ("turns", "searches", "accesses", "tool_calls", "tokens_per_traj")
+
+
+def trajectory_counts(traj: Trajectory, stats: dict[str, Any] | None = None) -> dict[str, int]:
+    """One trajectory's PER_TRAJECTORY counts: LLM calls, search and page-access tool calls, generated tokens
+    (`stats`: the trajectory's `stats()` when already computed)."""
+    st = traj.stats() if stats is None else stats
+    return {
+        "turns": st["turns"],
+        "searches": st["searches"],
+        "accesses": st["accesses"],
+        "tool_calls": st["searches"] + st["accesses"],
+        "tokens_per_traj": st["output_tokens"],
+    }
+
+
+def count_metrics(counts: list[dict[str, int]], prefix: str = "") -> dict[str, float]:
+    """min/avg/max of each PER_TRAJECTORY count over trajectories (0.0 each when there are none)."""
+    out: dict[str, float] = {}
+    for k in PER_TRAJECTORY:
+        out.update(_mma(prefix + k, [c[k] for c in counts]))
+    return out
+
+
+def rollout_metrics(rewards: list[float], counts: list[dict[str, int]]) -> dict[str, Any]:
+    """`rollout_*`: reward mean and per-trajectory counts over every finished trajectory (filtered groups too)."""
+    out: dict[str, Any] = {
+        "rollout_reward_mean": float(sum(rewards) / len(rewards)) if rewards else 0.0,
+        "rollout_trajectories": len(rewards),
+    }
+    out.update(count_metrics(counts, "rollout_"))
+    return out
 
 
 def token_staleness(groups: list[Group], train_version: int) -> dict[str, int]:
@@ -53,9 +92,7 @@ def batch_metrics(groups: list[Group], train_version: int) -> dict[str, Any]:
         "n_trajectories": len(trajs),
         "reward_mean": float(sum(rewards) / len(rewards)) if rewards else 0.0,
     }
-    out.update(_mma("turns", [s["turns"] for s in stats]))
-    out.update(_mma("tool_calls", [s["searches"] + s["accesses"] for s in stats]))
-    out.update(_mma("tokens_per_traj", [s["output_tokens"] for s in stats]))
+    out.update(count_metrics([trajectory_counts(t, st) for t, st in zip(trajs, stats, strict=True)]))
     out["generate_s_sum"] = float(sum(s["generate_s"] for s in stats))
     out["tool_s_sum"] = float(sum(s["tool_s"] for s in stats))
     hist = token_staleness(groups, train_version)

@@ -8,6 +8,11 @@ each token recording the version that produced it.
 What a worker hosts comes from a picklable *factory* (`build(worker_index) -> RolloutComponents`), so the
 same worker runs the real stack (`DefaultRolloutFactory`: make_engine + make_agent + LocalTools on the
 retrieval server) or test/benchmark doubles.
+
+GPUs: a worker owns its engine's GPUs (asearcher.utils.placement). It reserves them in Ray (bundle `worker_index`
+of the run's rollout placement group, `reserve_rollout_gpus`), and the engine it builds runs in the worker's own
+process on exactly those GPUs (vLLM: in-process, tensor parallel workers as child processes), so nothing reserves
+them a second time. A worker without GPUs sees none.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import ray
 from asearcher.agent.trajectory import Trajectory
 from asearcher.llm.engine import SamplingParams
 from asearcher.rl.algo.types import Group, ScoredTrajectory
+from asearcher.utils.placement import GpuPlan, Reservation, actor_options, held_gpu_ids
 
 # async: a judge reward awaits an LLM call on the worker's event loop
 ScoreFn = Callable[[Trajectory, dict[str, Any]], Awaitable[tuple[float, dict[str, Any]]]]
@@ -60,25 +66,29 @@ class DefaultRolloutFactory:
         self.retrieval_url = retrieval_url
         self.judge_cfg = judge_cfg
 
+    def make_engine(self) -> Any:
+        from asearcher.llm.factory import make_engine  # heavy imports stay inside the worker process
+
+        return make_engine(self.engine_cfg)
+
+    def make_judge(self) -> Any:
+        from asearcher.eval.judge import make_judge
+
+        if self.judge_cfg is None:
+            raise ValueError("rl.reward is 'judge' but no judge settings were given (the eval.judge section)")
+        return make_judge(self.judge_cfg)
+
     def build(self, worker_index: int) -> RolloutComponents:
-        from asearcher.agent import make_agent  # heavy imports stay inside the worker process
-        from asearcher.llm.factory import make_engine
+        from asearcher.agent import make_agent
         from asearcher.rl.algo.rewards import ascore_trajectory
         from asearcher.tools.local import LocalTools
 
-        engine = make_engine(self.engine_cfg)
+        engine = self.make_engine()
         agent = make_agent(self.agent_cfg, engine.tokenizer)
         # no URL: discovered from $ASEARCHER_RETRIEVAL_URL / $RAG_SERVER_ADDR_DIR in the worker's environment
         tools = LocalTools(base_url=self.retrieval_url) if self.retrieval_url else LocalTools()
-        rl_cfg, judge = self.rl_cfg, None
-        if rl_cfg.reward == "judge":
-            from asearcher.eval.judge import make_judge
-
-            if self.judge_cfg is None:
-                raise ValueError(
-                    "rl.reward is 'judge' but no judge settings were given (the eval.judge section)"
-                )
-            judge = make_judge(self.judge_cfg)
+        rl_cfg = self.rl_cfg
+        judge = self.make_judge() if rl_cfg.reward == "judge" else None
 
         async def score(traj: Trajectory, q: dict[str, Any]) -> tuple[float, dict[str, Any]]:
             return await ascore_trajectory(
@@ -108,6 +118,10 @@ class RolloutWorkerImpl:
             "pid": os.getpid(),
             "version": self.c.engine.version,
             "in_flight": self.in_flight,
+            # GPU ownership, for logs and the placement test: the GPUs Ray gave this worker and where its engine runs
+            "gpus": held_gpu_ids(),
+            "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+            "engine_placement": getattr(self.c.engine, "placement", "in_process"),
         }
 
     async def update_weights(self, weights: Any, version: int) -> int:
@@ -163,6 +177,36 @@ class RolloutWorker(RolloutWorkerImpl):
     """Ray async actor: many `run_group` calls run concurrently on the actor's event loop."""
 
 
+def reserve_rollout_gpus(plan: GpuPlan, *, timeout_s: float | None = None) -> Reservation | None:
+    """Reserve every rollout worker's GPUs at once (one bundle of plan.worker_gpus per worker; None without GPUs).
+
+    Made before the trainer's reservation: engines of tensor_parallel_size GPUs need that many free on one node,
+    the trainer's 1-GPU bundles then fit whatever is left."""
+    bundles = plan.rollout_bundles()
+    if not bundles:
+        return None
+    return Reservation.create(
+        bundles,
+        what=f"the GPUs of {plan.rollout_workers} rollout workers (rl.rollout_workers) x {plan.worker_gpus:g} "
+        f"(engine.kind={plan.engine_kind}, engine.tensor_parallel_size={plan.tensor_parallel_size})",
+        timeout_s=timeout_s,
+    )
+
+
+def worker_options(
+    worker_index: int,
+    num_gpus: float = 0,
+    reservation: Reservation | None = None,
+    max_concurrency: int = 1000,
+) -> dict[str, Any]:
+    """Ray options of rollout worker `worker_index`: its engine's GPUs (bundle `worker_index` of the reservation)."""
+    if reservation is not None:
+        opts = reservation.options(worker_index, num_gpus)
+    else:
+        opts = actor_options(num_gpus)
+    return {**opts, "max_concurrency": max_concurrency}
+
+
 def spawn_worker(
     factory: Any,
     worker_index: int,
@@ -171,7 +215,7 @@ def spawn_worker(
     base_seed: int,
     num_gpus: float = 0,
     max_concurrency: int = 1000,
+    reservation: Reservation | None = None,
 ) -> Any:
-    return RolloutWorker.options(num_cpus=0, num_gpus=num_gpus, max_concurrency=max_concurrency).remote(
-        factory, worker_index, group_size, temperature, base_seed
-    )
+    opts = worker_options(worker_index, num_gpus, reservation, max_concurrency)
+    return RolloutWorker.options(**opts).remote(factory, worker_index, group_size, temperature, base_seed)

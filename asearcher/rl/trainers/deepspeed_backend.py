@@ -1,6 +1,9 @@
 """The same Trainer API on DeepSpeed ZeRO (stage cfg.zero_stage, default 3) across Ray GPU workers.
 
-Layout: one Ray actor per rank (one GPU each, `cfg.trainer_gpus` ranks). The driver-side `DeepSpeedTrainer`
+Layout: one Ray actor per rank (one GPU each, `cfg.trainer_gpus` ranks), each the only owner of its GPU: the ranks
+take the bundles of one placement group reserved at start-up (`reserve_ranks`, packed onto as few nodes as the
+cluster allows), and fail with a clear error when the cluster cannot hold them (asearcher.utils.placement). CPU
+ranks (trainer_gpus = 0, tests) reserve a CPU and see no GPU. The driver-side `DeepSpeedTrainer`
 packs trajectories and computes advantages for the WHOLE batch (so the 'areal' global token normalisation and
 the loss weights are global, exactly as in the torch backend), then deals whole trajectories to ranks balanced by
 tokens. Each rank recomputes proximal logprobs for its share, then runs the decoupled PPO loss over its
@@ -37,6 +40,7 @@ from asearcher.rl.algo.loss import LossStats, decoupled_ppo_loss, token_weights
 from asearcher.rl.algo.types import Group, TrainSequence
 from asearcher.rl.trainers.base import STATE_FILE, Trainer, seed_everything
 from asearcher.utils.atomic import atomic_dir
+from asearcher.utils.placement import Reservation, actor_options
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +77,26 @@ def ds_config(cfg: RLConfig, *, cuda: bool) -> dict[str, Any]:
             },
         }
     return conf
+
+
+def reserve_ranks(cfg: RLConfig, *, timeout_s: float | None = None) -> Reservation | None:
+    """One 1-GPU bundle per rank, packed (None for CPU ranks). Raises UserFacingError if not met in time."""
+    if cfg.trainer_gpus <= 0:
+        return None
+    return Reservation.create(
+        [{"GPU": 1.0} for _ in range(cfg.trainer_gpus)],
+        what=f"the GPUs of {cfg.trainer_gpus} DeepSpeed ranks (rl.trainer_gpus) x 1",
+        timeout_s=timeout_s,
+    )
+
+
+def rank_options(cfg: RLConfig, reservation: Reservation | None, rank: int) -> dict[str, Any]:
+    """Ray options of trainer rank `rank`: its GPU (bundle `rank`), or one CPU and no GPU when trainer_gpus = 0."""
+    if cfg.trainer_gpus <= 0:
+        return actor_options(0, cpus=1)
+    if reservation is None:
+        return actor_options(1)
+    return reservation.options(rank, 1)
 
 
 def deal_trajectories(seqs: list[TrainSequence], world: int) -> list[list[TrainSequence]]:
@@ -306,12 +330,17 @@ class DeepSpeedTrainer(Trainer):
             not ray.is_initialized()
         )  # the RL system usually starts Ray; a standalone use does here
         if self._owns_ray:
-            ray.init(include_dashboard=False)
+            from asearcher.utils.ray_start import ensure_ray
+
+            ensure_ray()
         self.world = max(1, cfg.trainer_gpus)
-        opts = {"num_gpus": 1} if cfg.trainer_gpus > 0 else {"num_cpus": 1}
-        actor = ray.remote(**opts)(DeepSpeedWorker)
+        self._reservation = reserve_ranks(cfg)
+        actor = ray.remote(DeepSpeedWorker)
         self.workers = [
-            actor.remote(r, self.world, str(model_path), cfg.model_dump(), seed) for r in range(self.world)
+            actor.options(**rank_options(cfg, self._reservation, r)).remote(
+                r, self.world, str(model_path), cfg.model_dump(), seed
+            )
+            for r in range(self.world)
         ]
         addr, port = ray.get(self.workers[0].address.remote())
         ray.get([w.setup.remote(addr, port) for w in self.workers])
@@ -434,5 +463,8 @@ class DeepSpeedTrainer(Trainer):
         for w in self.workers:
             ray.kill(w)
         self.workers = []
+        if self._reservation is not None:
+            self._reservation.release()
+            self._reservation = None
         if self._owns_ray:
             ray.shutdown()

@@ -220,6 +220,9 @@ def run(args: argparse.Namespace) -> int:
     from asearcher.tools.local import LocalTools
 
     cfg = load_config(args.config, args.overrides)
+    from asearcher.tools.factory import require_tools_backend
+
+    require_tools_backend(cfg)
     sft_cfg = cfg.rl.sft
     if args.epochs is not None:
         sft_cfg = sft_cfg.model_copy(update={"epochs": args.epochs})
