@@ -138,14 +138,19 @@ class ConfigError(UserFacingError, ValueError):
     """A config that does not validate; the message names the file and every offending key."""
 
 
-def _format_errors(source: str, err: ValidationError) -> str:
+def _format_errors(source: str, err: ValidationError, key_lines: dict | None = None) -> str:
     lines = [f"invalid config {source}:"]
     for e in err.errors():
         key = ".".join(str(p) for p in e["loc"]) or "<root>"
+        at = ""
+        if key_lines:  # the line of the key, or of its closest enclosing key that the file has
+            loc = tuple(str(p) for p in e["loc"])
+            found = next((key_lines[loc[:n]] for n in range(len(loc), 0, -1) if loc[:n] in key_lines), None)
+            at = f" (line {found})" if found else ""
         if e["type"] == "extra_forbidden":
-            lines.append(f"  {key}: unknown key")
+            lines.append(f"  {key}: unknown key{at}")
         else:
-            lines.append(f"  {key}: {e['msg']} (got {e.get('input')!r})")
+            lines.append(f"  {key}: {e['msg']} (got {e.get('input')!r}){at}")
     return "\n".join(lines)
 
 
@@ -171,32 +176,31 @@ def parse_overrides(overrides: list[str] | None) -> list[tuple[str, Any]]:
     return out
 
 
-def config_from_dict(raw: dict[str, Any] | None, source: str = "<dict>") -> Config:
+def config_from_dict(
+    raw: dict[str, Any] | None, source: str = "<dict>", key_lines: dict | None = None
+) -> Config:
     try:
         return Config.model_validate(raw or {})
     except ValidationError as e:
-        raise ConfigError(_format_errors(source, e)) from None
+        raise ConfigError(_format_errors(source, e, key_lines)) from None
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
     """Load a YAML config (or the defaults when path is None) and apply `key=value` overrides."""
     raw: dict[str, Any] = {}
     source = "<defaults>"
+    key_lines = None
     if path is not None:
+        from .yaml_source import ConfigFileError, read_config_file
+
         source = str(path)
         try:
-            text = Path(path).read_text()
-        except OSError as e:
-            raise ConfigError(f"cannot read config {path}: {e.strerror}") from None
-        try:
-            raw = yaml.safe_load(text) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"config {path} is not valid YAML: {e}") from None
-        if not isinstance(raw, dict):
-            raise ConfigError(f"config {path}: top level must be a mapping, got {type(raw).__name__}")
+            raw, key_lines = read_config_file(path)
+        except ConfigFileError as e:
+            raise ConfigError(str(e)) from None
     for k, v in parse_overrides(overrides):
         _set_dotted(raw, k, v)
-    return config_from_dict(raw, source)
+    return config_from_dict(raw, source, key_lines)
 
 
 def json_schema() -> dict[str, Any]:

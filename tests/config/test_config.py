@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import json
 from pathlib import Path
 
@@ -75,3 +77,29 @@ def test_mirror_from_env(monkeypatch, tmp_path):
     monkeypatch.setenv("ASEARCHER_MIRROR", str(tmp_path))
     assert Config().mirror_dir() == tmp_path
     assert Config.model_validate({"data": {"mirror": "/x"}}).mirror_dir() == Path("/x")
+
+
+# ---- the config file itself: encoding, duplicates, emptiness, line numbers (issue 10) ---------------------------
+def test_config_file_defects_are_clear_errors(tmp_path):
+    bad = tmp_path / "latin1.yaml"
+    bad.write_bytes(b"name: caf\xe9\n")
+    with pytest.raises(ConfigError, match=r"latin1.yaml:1: not valid UTF-8 \(byte 0xe9"):
+        load_config(bad)
+    dup = tmp_path / "dup.yaml"
+    dup.write_text("rl:\n  steps: 5\n  batch_size: 2\n  steps: 7\n")
+    with pytest.raises(ConfigError, match=r"dup.yaml:4: duplicate key 'rl.steps' \(first set on line 2\)"):
+        load_config(dup)
+    for text in ("", "\n# only a comment\n"):
+        empty = tmp_path / "empty.yaml"
+        empty.write_text(text)
+        with pytest.raises(ConfigError, match="is empty"):
+            load_config(empty)
+    typo = tmp_path / "typo.yaml"
+    typo.write_text("name: x\nrl:\n  steps: 5\n  batch_sise: 2\nagent:\n  topk: -1\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(typo)
+    msg = str(e.value)
+    assert "rl.batch_sise: unknown key (line 4)" in msg and re.search(r"agent\.topk: .*\(line 6\)", msg), msg
+    # overrides have no line: the key alone
+    with pytest.raises(ConfigError, match=r"  rl.steps: "):
+        load_config(None, ["rl.steps=-1"])

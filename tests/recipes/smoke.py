@@ -87,12 +87,13 @@ class PolicyEngine(InferenceEngine):
         budget = request.sampling.max_new_tokens
         self.requests.append((request.rid or "", len(request.input_ids), budget))
         text = self._output(request.rid or "", prompt, list(request.sampling.stop))
-        ids = self.tokenizer.encode(text, add_special_tokens=False)[:budget]
+        full = self.tokenizer.encode(text, add_special_tokens=False)
+        ids = full[:budget]  # a real engine stops at the budget too
         return GenerationResult(
             output_ids=ids,
             output_logprobs=[-1.0] * len(ids),
             output_versions=[self._version] * len(ids),
-            finish_reason="stop" if len(ids) < budget or budget >= len(ids) else "length",
+            finish_reason="length" if len(full) > budget else "stop",
             text=self.tokenizer.decode(ids),
         )
 
