@@ -111,8 +111,8 @@ def make_tools(cfg: Config) -> Any:
     """LocalTools over the retrieval server that RetrievalClient.discover() finds ($ASEARCHER_RETRIEVAL_URL,
     else the address files in $RAG_SERVER_ADDR_DIR)."""
     from asearcher.retrieval.client import NoRetrievalServerError, RetrievalClient
+    from asearcher.tools.factory import make_tools as tool_backend
     from asearcher.tools.factory import require_tools_backend
-    from asearcher.tools.local import LocalTools
 
     require_tools_backend(cfg)  # web: an error, never a quiet fallback to the local corpus
     try:
@@ -123,7 +123,7 @@ def make_tools(cfg: Config) -> Any:
             "--corpus FILE --pages FILE --config C -- asearcher eval ...`, which starts a server and sets "
             f"${RETRIEVAL_ENV}; or start `asearcher serve-retrieval` yourself and export {RETRIEVAL_ENV}=http://HOST:PORT"
         ) from None
-    return LocalTools(client)
+    return tool_backend(cfg, client=client)
 
 
 def retriever_info(cfg: Config) -> dict[str, Any]:

@@ -36,6 +36,7 @@ from pathlib import Path
 
 from asearcher.errors import UserFacingError
 from asearcher.utils.atomic import atomic_dir
+from asearcher.utils.ray_start import ensure_ray
 
 log = logging.getLogger(__name__)
 
@@ -65,12 +66,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="plug-in: callable(model_path, rl_cfg, device=, seed=) returning a Trainer. "
         "Default: asearcher.rl.trainers.make_trainer.",
     )
-
-
-def _ray_init() -> None:
-    from asearcher.utils.ray_start import ensure_ray
-
-    ensure_ray(log_to_driver=True)  # RAY_ADDRESS set: join that cluster; else a local instance of our own
 
 
 def _reserve_gpus(cfg, plan):
@@ -133,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
     rollout_gpus = None
     if gpu_plan.ray_gpus:
         # Ray first, then the pre-flight, before anything reserves a GPU: a clear error, not a hang
-        _ray_init()
+        ensure_ray(log_to_driver=True)  # RAY_ADDRESS set: join that cluster; else a local instance
         rollout_gpus = _reserve_gpus(cfg, gpu_plan)
     device = "cuda" if rl.trainer_gpus > 0 else "cpu"
     try:
@@ -179,7 +174,7 @@ def run(args: argparse.Namespace) -> int:
             engine_cfg, cfg.agent, rl, args.retrieval_url, judge_cfg=cfg.eval.judge
         )
 
-    _ray_init()
+    ensure_ray(log_to_driver=True)  # RAY_ADDRESS set: join that cluster; else a local instance
 
     def spawn(i: int):  # worker i owns its engine's GPUs: bundle i of the rollout reservation
         return spawn_worker(

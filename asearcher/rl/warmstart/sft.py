@@ -217,12 +217,12 @@ def run(args: argparse.Namespace) -> int:
 
     from asearcher.agent.registry import make_agent
     from asearcher.data.trainset import load_trainset
-    from asearcher.tools.local import LocalTools
+    from asearcher.tools.factory import make_tools
 
     cfg = load_config(args.config, args.overrides)
-    from asearcher.tools.factory import require_tools_backend
-
-    require_tools_backend(cfg)
+    # local tools over the server RetrievalClient.discover() finds ($ASEARCHER_RETRIEVAL_URL or the with-retrieval
+    # address dir); a web backend is an error here, before any work
+    tools = make_tools(cfg)
     sft_cfg = cfg.rl.sft
     if args.epochs is not None:
         sft_cfg = sft_cfg.model_copy(update={"epochs": args.epochs})
@@ -239,9 +239,6 @@ def run(args: argparse.Namespace) -> int:
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     records = load_trainset(args.train, limit=max_q)
     agent = make_agent(cfg.agent, tokenizer, kind="asearcher")
-    tools = (
-        LocalTools()
-    )  # RetrievalClient.discover(): $ASEARCHER_RETRIEVAL_URL or the with-retrieval address dir
     fingerprint = oracle_fingerprint(model_dir, cfg.agent, sft_cfg, seed)
     work_file = output.parent / f"{output.name}.work" / f"oracle-{fingerprint}.jsonl"
     t0 = time.time()
