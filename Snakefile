@@ -33,6 +33,7 @@ include: "workflow/rules/config.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/index.smk"
 include: "workflow/rules/models.smk"
+include: "workflow/rules/synth.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/eval.smk"
 

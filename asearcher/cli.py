@@ -21,6 +21,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from asearcher.errors import UserFacingError
 from asearcher.utils.progress import disable_progress
+from asearcher.utils.secrets import install_excepthook, install_log_redaction, redact
 
 # name -> (module, one-line help). Order is the order of the pipeline.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -45,6 +46,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "serve-llm": ("asearcher.llm.serve", "OpenAI-compatible server backed by the transformers engine"),
     "eval": ("asearcher.eval.run", "evaluate an agent on benchmarks (Avg@k / Pass@k), resumable"),
     "score": ("asearcher.eval.score", "score a predictions JSONL with the paper's metrics"),
+    "synth": ("asearcher.synth.run", "synthesize hard multi-hop QA with the prompt-based agent, resumable"),
     "sft": ("asearcher.rl.warmstart.sft", "warm-start a model on oracle search trajectories (CPU smoke)"),
     "train": ("asearcher.rl.train", "fully asynchronous RL on Ray (staleness-bounded)"),
 }
@@ -130,6 +132,9 @@ def main(argv: list[str] | None = None) -> int:
         level=getattr(logging, args.log_level, logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # secrets read from the environment never reach stderr: log records and uncaught tracebacks are redacted
+    install_log_redaction()
+    install_excepthook()
     if args.no_progress:
         disable_progress()  # through the environment, so Ray workers and servers started from here inherit it
     try:
@@ -137,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except UserFacingError as e:
-        print(f"asearcher {name}: error: {e}", file=sys.stderr)
+        print(f"asearcher {name}: error: {redact(str(e))}", file=sys.stderr)
         return 2
     return int(rc or 0)
 

@@ -131,22 +131,21 @@ def fallback_answer(text: str) -> str | None:
     """Best-effort answer from free text when no <answer> tag was produced.
 
     Order: the last complete <answer> pair; an unclosed trailing <answer> (output cut by the token limit);
-    the last line mentioning "answer" with everything up to "answer (is|:)" removed; None.
+    the last line mentioning "answer" (the word, not the tags) with everything up to "answer (is|:)" removed;
+    None. An empty <answer></answer> gives no answer by itself.
     """
     tagged = extract_tag(text, "answer")
     if tagged:
         return tagged
     i = text.rfind("<answer>")
     if i >= 0:
-        rest = text[i + len("<answer>") :].strip()
-        if rest:
-            return rest.splitlines()[0].strip() or None
+        rest = text[i + len("<answer>") :]
+        if "</answer>" not in rest and rest.strip():  # unclosed (a closed one was empty)
+            return rest.strip().splitlines()[0].strip() or None
     for line in reversed(text.splitlines()):
+        line = line.replace("<answer>", " ").replace("</answer>", " ")  # markup, not the word
         if _ANSWER_LINE.search(line):
             cand = _ANSWER_PREFIX.sub("", line, count=1).strip().strip("*").strip()
-            for t in ("<answer>", "</answer>"):
-                cand = cand.replace(t, "")
-            cand = cand.strip()
             if cand:
                 return cand
     return None

@@ -24,6 +24,7 @@ from .eval import EvalConfig, JudgeConfig
 from .llm import EngineConfig, TinyModelConfig
 from .retrieval import DenseConfig, RetrievalConfig, ServerConfig
 from .rl import OptimConfig, RLConfig, SFTConfig
+from .synth import SynthConfig
 
 __all__ = [
     "AgentConfig",
@@ -40,6 +41,7 @@ __all__ = [
     "RetrievalConfig",
     "SFTConfig",
     "ServerConfig",
+    "SynthConfig",
     "TinyModelConfig",
     "ToolsConfig",
     "load_config",
@@ -68,6 +70,9 @@ class ClusterConfig(Section):
     train_runtime_min: int = Field(60, ge=1, description="Wall-clock limit of the training job (minutes).")
     eval_gpus: int = Field(0, ge=0, description="GPUs per evaluation job (vLLM engine); 0 = CPU.")
     eval_runtime_min: int = Field(60, ge=1, description="Wall-clock limit of an evaluation job (minutes).")
+    synth_runtime_min: int = Field(
+        1440, ge=1, description="Wall-clock limit of the synth job (minutes); a rerun resumes it."
+    )
     index_gpus: int = Field(0, ge=0, description="GPUs for building a dense (E5) index; 0 = CPU.")
 
 
@@ -84,6 +89,7 @@ class Config(Section):
     engine: EngineConfig = Field(default_factory=EngineConfig)
     agent: AgentConfig = Field(default_factory=AgentConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
+    synth: SynthConfig = Field(default_factory=SynthConfig)
     rl: RLConfig = Field(default_factory=RLConfig)
     tools: ToolsConfig = Field(default_factory=ToolsConfig)
     cluster: ClusterConfig = Field(default_factory=ClusterConfig)
@@ -106,7 +112,8 @@ class Config(Section):
                 s = s.replace("{" + k + "}", v)
             return s
 
-        for eng in [self.engine, *self.models.values()]:
+        roles = [e for e in (self.synth.reasoner, self.synth.instruct) if e is not None]
+        for eng in [self.engine, *self.models.values(), *roles]:
             if "{" in eng.model:
                 object.__setattr__(eng, "model", expand(eng.model))
         return self
@@ -142,6 +149,7 @@ def _format_errors(source: str, err: ValidationError, key_lines: dict | None = N
     lines = [f"invalid config {source}:"]
     for e in err.errors():
         key = ".".join(str(p) for p in e["loc"]) or "<root>"
+        key = key if key.isprintable() else repr(key)  # a key with a newline must not break the message
         at = ""
         if key_lines:  # the line of the key, or of its closest enclosing key that the file has
             loc = tuple(str(p) for p in e["loc"])
@@ -150,7 +158,9 @@ def _format_errors(source: str, err: ValidationError, key_lines: dict | None = N
         if e["type"] == "extra_forbidden":
             lines.append(f"  {key}: unknown key{at}")
         else:
-            lines.append(f"  {key}: {e['msg']} (got {e.get('input')!r}){at}")
+            got = repr(e.get("input"))
+            got = got if len(got) <= 200 else got[:200] + "..."
+            lines.append(f"  {key}: {e['msg']} (got {got}){at}")
     return "\n".join(lines)
 
 
@@ -172,7 +182,16 @@ def parse_overrides(overrides: list[str] | None) -> list[tuple[str, Any]]:
         if "=" not in o:
             raise ConfigError(f"override {o!r} is not of the form key=value")
         k, v = o.split("=", 1)
-        out.append((k.strip(), yaml.safe_load(v)))
+        k = k.strip()
+        if not all(part.strip() for part in k.split(".")):
+            raise ConfigError(f"override {o!r}: the key {k!r} has an empty part (expected e.g. eval.k=2)")
+        from .yaml_source import ConfigFileError, load_yaml
+
+        try:
+            value, _ = load_yaml(v, f"override {o!r}: the value")
+        except ConfigFileError as e:
+            raise ConfigError(str(e)) from None
+        out.append((k, value))
     return out
 
 

@@ -235,3 +235,39 @@ def gpus_fit_the_allocation(cfg: Config) -> list[Problem]:
             )
         )
     return out
+
+
+@check
+def synthesized_training_data_is_produced(cfg: Config) -> list[Problem]:
+    """Training on synthesized questions needs the synth stage that writes them."""
+    if cfg.rl.enabled and cfg.rl.train_source != "released" and not cfg.synth.enabled:
+        return [
+            Problem(
+                ("rl.train_source", "synth.enabled"),
+                f"rl.train_source is {cfg.rl.train_source!r}, but synth.enabled is false: nothing would write the "
+                "synthesized training file (enable synth, or train on 'released')",
+            )
+        ]
+    return []
+
+
+@check
+def synthesis_has_a_link_graph(cfg: Config) -> list[Problem]:
+    """At full scale, deriving links from 26 GB of page text is not possible: the release's link file is needed."""
+    uses_links = cfg.synth.enabled and cfg.synth.max_turns > 1
+    if (
+        uses_links
+        and cfg.synth.links_file is None
+        and not cfg.data.include_wikilinks
+        and cfg.data.pages_limit is None
+    ):
+        return [
+            Problem(
+                ("synth.links_file", "data.include_wikilinks"),
+                "synth walks page links, but neither the release's wikilinks.jsonl (data.include_wikilinks: true) "
+                "nor synth.links_file is given: links would be derived from the page text, which needs the whole "
+                "pages file in memory (retrieval.memory_store_max_mb)",
+                "warning",
+            )
+        ]
+    return []

@@ -38,6 +38,6 @@ class DataConfig(Section):
     revision: str | None = Field(None, description="Hub revision (commit or tag) to pin; null = main.")
     include_wikilinks: bool = Field(
         False,
-        description="Also fetch wikilinks.jsonl of ASearcher-Local-Knowledge (bounded by pages_limit); no stage "
-        "of this suite reads it.",
+        description="Also fetch wikilinks.jsonl of ASearcher-Local-Knowledge (bounded by pages_limit): the page "
+        "link graph the synth stage walks (without it, links are derived from the pages' text).",
     )

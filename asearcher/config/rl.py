@@ -73,6 +73,11 @@ class RLConfig(Section):
     train_file: str = Field(
         "ASearcher-Base-35k.jsonl", description="Training QA file inside the ASearcher-train-data release."
     )
+    train_source: Literal["released", "synthesized", "both"] = Field(
+        "released",
+        description="What RL trains on: 'released': rl.train_file of the train-data release; 'synthesized': the "
+        "synth stage's train.jsonl (needs synth.enabled); 'both': the two together.",
+    )
     max_questions: int | None = Field(None, ge=1, description="Use only the first N training questions.")
     steps: int = Field(300, ge=1, description="Trainer steps (weight versions) to run.")
     batch_size: int = Field(

@@ -354,9 +354,67 @@ def fetch_release(
     release_dir.mkdir(parents=True, exist_ok=True)
     if source == "mirror":
         job.from_mirror()
-    else:
+        return job.finish(), True
+    try:
         job.from_hub()
+    except Exception as e:
+        if not _is_hub_failure(e):
+            raise
+        _remove_empty(release_dir, job.staging)
+        raise UserFacingError(_hub_failure_message(e, rel, cfg)) from None
     return job.finish(), True
+
+
+# ---- the hub cannot be reached -------------------------------------------------------------------------------
+_HTTP_MODULES = {"httpx", "httpx2", "httpcore", "h11", "requests", "urllib3", "aiohttp"}
+
+
+def _is_hub_failure(e: BaseException) -> bool:
+    """An error of the hub or the network (not of this machine's disk, nor a corrupt file)."""
+    from huggingface_hub import errors as hf
+
+    hub = (hf.HfHubHTTPError, hf.OfflineModeIsEnabled, hf.LocalEntryNotFoundError, hf.EntryNotFoundError)
+    if isinstance(e, hub + (ConnectionError, TimeoutError)):
+        return True
+    return any(c.__module__.split(".")[0] in _HTTP_MODULES for c in type(e).__mro__)
+
+
+def _hub_failure_message(e: BaseException, rel: Release, cfg: DataConfig) -> str:
+    from huggingface_hub import constants
+    from huggingface_hub import errors as hf
+
+    repo = getattr(cfg, rel.repo_field)
+    where = f"dataset {repo} at revision {cfg.revision or 'main'} on {constants.ENDPOINT}"
+    cause = e  # the network error under huggingface_hub's own ("cannot find the requested files ...")
+    while (nxt := cause.__cause__ or cause.__context__) is not None and _is_hub_failure(nxt):
+        cause = nxt
+    detail = f"{type(cause).__name__}: {(str(cause).strip().splitlines() or [''])[0][:300]}"
+    if isinstance(e, hf.OfflineModeIsEnabled) or constants.HF_HUB_OFFLINE:
+        why = f"cannot fetch {where}: HF_HUB_OFFLINE is set (unset it to use the network)"
+    elif not isinstance(e, hf.LocalEntryNotFoundError) and isinstance(
+        e, hf.RepositoryNotFoundError | hf.RevisionNotFoundError | hf.EntryNotFoundError
+    ):
+        why = f"the hub has no {where} ({detail}); check data.{rel.repo_field} and data.revision"
+    elif isinstance(e, hf.HfHubHTTPError) and getattr(e.response, "status_code", 0) in (401, 403):
+        why = f"the hub refused access to {where} ({detail}); check your token (HF_TOKEN)"
+    else:
+        why = f"could not reach the Hugging Face hub for {where} ({detail}); check the network"
+    return (
+        f"release {rel.key} ({rel.folder}): {why}. To use a local copy instead: --source mirror --mirror DIR "
+        f"(or set $ASEARCHER_MIRROR or data.mirror), where DIR holds {rel.folder}/."
+    )
+
+
+def _remove_empty(release_dir: Path, staging: Path) -> None:
+    """After a failed hub fetch: drop a release folder left empty, and a staging folder holding no data (only
+    huggingface_hub's locks and markers; a partial download, *.incomplete, is kept so a rerun resumes it)."""
+    markers = {".gitignore", "CACHEDIR.TAG"}
+    if staging.is_dir() and not any(
+        p.is_file() and p.name not in markers and p.suffix != ".lock" for p in staging.rglob("*")
+    ):
+        remove_tree(staging)
+    if release_dir.is_dir() and not any(release_dir.iterdir()):
+        release_dir.rmdir()
 
 
 def run(args: argparse.Namespace) -> int:

@@ -31,6 +31,7 @@ from typing import Any
 
 from asearcher.errors import UserFacingError
 from asearcher.llm.engine import GenerationRequest, SamplingParams
+from asearcher.utils.secrets import redact
 
 log = logging.getLogger(__name__)
 
@@ -246,7 +247,7 @@ class Judge:
             except asyncio.CancelledError:
                 raise
             except Exception as e:  # endpoint down, timeout...: retried, then reported as status=error
-                error = f"{type(e).__name__}: {e}"
+                error = redact(f"{type(e).__name__}: {e}")  # an endpoint may echo the API key
                 log.warning("judge call failed (attempt %d/%d): %s", attempts, self.max_retries + 1, error)
                 continue
             replied = True
@@ -264,7 +265,7 @@ class Judge:
 
 
 def _tail(text: str | None) -> str:
-    text = text or ""
+    text = redact(text or "")  # before cutting: a cut must never split a secret
     return text if len(text) <= RAW_MAX_CHARS else "..." + text[-RAW_MAX_CHARS:]
 
 

@@ -189,6 +189,7 @@ async def evaluate(args: argparse.Namespace, cfg: Config) -> dict[str, Any]:
     from asearcher.eval.protocol import build_card, check_resumable
     from asearcher.eval.registry import get_benchmark
     from asearcher.eval.runner import EvalJob, run_eval
+    from asearcher.utils.secrets import redact_obj
 
     spec = get_benchmark(args.benchmark)
     try:
@@ -254,7 +255,8 @@ async def evaluate(args: argparse.Namespace, cfg: Config) -> dict[str, Any]:
         )
         paths = EvalPaths(out_dir)
         if paths.protocol.exists():  # refuse before touching anything in a directory of another protocol
-            check_resumable(json.loads(paths.protocol.read_text(encoding="utf-8")), card, str(out_dir))
+            saved = json.loads(paths.protocol.read_text(encoding="utf-8"))
+            check_resumable(saved, redact_obj(card), str(out_dir))  # protocol.json is written redacted
         cfg.dump(paths.config)
         job = EvalJob(
             benchmark=spec.name,

@@ -32,6 +32,7 @@ from asearcher.llm.engine import InferenceEngine, SamplingParams
 from asearcher.tools.base import ToolBackend
 from asearcher.utils.atomic import atomic_path
 from asearcher.utils.jsonl import JsonlAppender, iter_jsonl, write_json, write_jsonl
+from asearcher.utils.secrets import redact_obj
 
 from .judge import Judge
 from .loaders import is_sealed, reveal
@@ -313,7 +314,8 @@ async def _one(
         if job.sealed:
             tdict = redact_trajectory(tdict)
     trow = {"id": qid, "sample": s, "seed": seed, "trajectory": tdict, "error": error}
-    return trow, srow
+    # the boundary: error texts, judge replies and model text may quote a response body that echoed a key
+    return redact_obj(trow), redact_obj(srow)
 
 
 async def run_eval(
@@ -332,10 +334,11 @@ async def _run_eval(
 ) -> dict[str, Any]:
     paths = EvalPaths(Path(job.out_dir))
     paths.root.mkdir(parents=True, exist_ok=True)
+    card = redact_obj(job.card)  # as written (and compared on resume): e.g. a base_url may hold a key
     if paths.protocol.exists():
         saved = json.loads(paths.protocol.read_text(encoding="utf-8"))
-        check_resumable(saved, job.card, str(paths.root))
-    write_json(paths.protocol, job.card)
+        check_resumable(saved, card, str(paths.root))
+    write_json(paths.protocol, card)
 
     JsonlAppender(paths.samples).close()  # cut a torn last line left by a crash before reading
     done, keep = _load_done(paths, job)
@@ -393,7 +396,7 @@ async def _run_eval(
         _commit_counts(paths.samples, keep),
         sort_key=lambda key: (order.get(key[0], n_order), key[0], key[1]),
     )
-    write_jsonl(paths.samples, final + extra)
-    result = aggregate(final, k=job.k, metric_names=job.metric_names, card=job.card)
-    write_json(paths.aggregate, result)
+    write_jsonl(paths.samples, redact_obj(final + extra))
+    result = aggregate(final, k=job.k, metric_names=job.metric_names, card=card)
+    write_json(paths.aggregate, redact_obj(result))
     return result

@@ -68,6 +68,8 @@ def _rows_with_lines(path: Path):
 def score_file(path: str | Path, metrics: list[str], k: int | None = None) -> tuple[dict, list[dict]]:
     """(summary, per-row scores). The summary holds n, the mean of each metric and, with samples, avg/pass@k."""
     path = Path(path)
+    if path.is_dir():
+        raise UserFacingError(f"predictions file {path} is a directory; pass a .jsonl file")
     if not path.is_file():
         raise UserFacingError(f"predictions file {path} does not exist")
     per_row: list[dict] = []
@@ -119,9 +121,16 @@ def run(args: argparse.Namespace) -> int:
         raise UserFacingError(f"--metrics: {e}") from None
     if args.k is not None and args.k < 1:
         raise UserFacingError("--k must be >= 1")
+    if args.per_sample and Path(args.per_sample).is_dir():  # before scoring: fail fast
+        raise UserFacingError(f"--per-sample {args.per_sample}: is a directory; pass a file path")
     summary, per_row = score_file(args.predictions, metrics, args.k)
     if args.per_sample:
-        write_jsonl(args.per_sample, per_row)
+        try:  # atomic: the file is complete or not there (ids UTF-8 cannot encode are written as escapes)
+            write_jsonl(args.per_sample, per_row)
+        except OSError as e:
+            raise UserFacingError(
+                f"--per-sample {args.per_sample}: cannot write: {e.strerror or e}"
+            ) from None
     json.dump(summary, sys.stdout)
     print()
     return 0

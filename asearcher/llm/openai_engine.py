@@ -7,14 +7,15 @@ otherwise the text is re-tokenized locally and the result is flagged `retokenize
 then approximate). `achat` uses /v1/chat/completions (the LLM judge).
 
 Errors: 429, 5xx, timeouts and connection errors are retried a bounded number of times with exponential backoff;
-other 4xx are raised at once. The API key is read from the environment variable named in the config and is never
-logged or put in an exception message.
+other 4xx are raised at once. The API key is read from the environment variable named in the config, registered
+with asearcher.utils.secrets and never logged: every error message (whatever the branch: HTTP error, a body that
+is not JSON, JSON without choices, a transport error) passes the one redaction step, so a server that echoes the
+Authorization header does not put the key into logs or result files.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import time
 from typing import Any
 
@@ -23,6 +24,7 @@ import httpx
 from asearcher.llm.engine import GenerationRequest, GenerationResult, InferenceEngine, SamplingParams
 from asearcher.llm.sampling import effective_temperature, find_stop, validate_sampling
 from asearcher.utils.retry import aretrying
+from asearcher.utils.secrets import redact, register_env
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +42,7 @@ class EndpointError(RuntimeError):
     """The endpoint answered with an error (after retries for transient ones)."""
 
     def __init__(self, message: str, status: int | None = None):
-        super().__init__(message)
+        super().__init__(redact(message))  # the one redaction step for every branch
         self.status = status
 
 
@@ -62,8 +64,9 @@ def sampling_to_openai(s: SamplingParams) -> dict[str, Any]:
     return body
 
 
-def _redact(text: str, secret: str | None) -> str:
-    return text.replace(secret, "***") if secret else text
+def _body(text: str, limit: int) -> str:
+    """A response body for an error message: redacted first, then cut (a cut must never split a secret)."""
+    return redact(text)[:limit]
 
 
 class OpenAIEngine(InferenceEngine):
@@ -93,7 +96,7 @@ class OpenAIEngine(InferenceEngine):
 
             tokenizer = AutoTokenizer.from_pretrained(tokenizer)
         self.tokenizer = tokenizer
-        self._key = os.environ.get(api_key_env) or None
+        self._key = register_env(api_key_env)  # known to the redaction step from now on
         headers = {"Authorization": f"Bearer {self._key}"} if self._key else {}
         self._client = httpx.AsyncClient(timeout=timeout, headers=headers)
         self._ids_ok = True  # does the server accept token-id prompts? (learned on the first rejection)
@@ -129,22 +132,22 @@ class OpenAIEngine(InferenceEngine):
                     try:
                         resp = await self._client.post(url, json=body)
                     except (httpx.TransportError, httpx.TimeoutException) as e:
-                        raise _Transient(_redact(f"{type(e).__name__}: {e}", self._key)) from None
+                        raise _Transient(redact(f"{type(e).__name__}: {e}")) from None
                     if resp.status_code in RETRY_STATUS:
-                        raise _Transient(f"HTTP {resp.status_code}: {_redact(resp.text[:300], self._key)}")
+                        raise _Transient(f"HTTP {resp.status_code}: {_body(resp.text, 300)}")
         except _Transient:
             raise EndpointError(
                 f"{url} failed after {self.max_retries + 1} attempts; last error: {last[0]}"
             ) from None
         if resp.status_code >= 400:
             raise EndpointError(
-                f"{url} answered HTTP {resp.status_code}: {_redact(resp.text[:500], self._key)}",
+                f"{url} answered HTTP {resp.status_code}: {_body(resp.text, 500)}",
                 resp.status_code,
             )
         try:
             return resp.json()
         except ValueError:
-            raise EndpointError(f"{url} returned a non-JSON body: {resp.text[:200]!r}") from None
+            raise EndpointError(f"{url} returned a non-JSON body: {_body(resp.text, 200)!r}") from None
 
     # ---- API ----------------------------------------------------------------------------------------------------
     async def agenerate(self, request: GenerationRequest) -> GenerationResult:
@@ -179,7 +182,7 @@ class OpenAIEngine(InferenceEngine):
         try:
             choice = data["choices"][0]
         except (KeyError, IndexError, TypeError):
-            raise EndpointError(f"completion response without choices: {str(data)[:200]}") from None
+            raise EndpointError(f"completion response without choices: {_body(str(data), 200)}") from None
         text = choice.get("text") or ""
         finish = choice.get("finish_reason") or "stop"
         stop_reason = choice.get("stop_reason")
@@ -219,7 +222,7 @@ class OpenAIEngine(InferenceEngine):
         try:
             return data["choices"][0]["message"]["content"] or ""
         except (KeyError, IndexError, TypeError):
-            raise EndpointError(f"chat response without a message: {str(data)[:200]}") from None
+            raise EndpointError(f"chat response without a message: {_body(str(data), 200)}") from None
 
     async def aclose(self) -> None:
         await self._client.aclose()

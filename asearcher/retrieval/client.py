@@ -19,6 +19,7 @@ import httpx
 
 from asearcher.errors import UserFacingError
 from asearcher.utils.retry import aretrying, retrying
+from asearcher.utils.secrets import redact
 
 from .address import ADDR_DIR_ENV, URL_ENV, read_addresses
 
@@ -122,9 +123,9 @@ class RetrievalClient:
     def _message(resp: httpx.Response) -> str:
         try:
             body = resp.json()
-            return str(body.get("error") or body.get("detail") or resp.text)
+            return redact(str(body.get("error") or body.get("detail") or resp.text))
         except (ValueError, AttributeError):
-            return resp.text[:500]
+            return redact(resp.text)[:500]  # redacted before the cut, so a cut never splits a secret
 
     def _check(self, resp: httpx.Response) -> Any:
         if 400 <= resp.status_code < 500:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -91,17 +92,50 @@ def _iter_corpus(corpus: Path, start_row: int) -> Iterator[tuple[int, int, dict]
 def build_dense_index(
     corpus: Path, work_dir: Path, cfg: DenseConfig, n_rows: int, device: str | None = None
 ) -> dict:
-    """Encode the corpus into `work_dir` (resumable per shard), then write faiss.index + doc_offsets.npy."""
+    """Encode the corpus into `work_dir`, then write faiss.index + doc_offsets.npy.
+
+    Resumable at any point: shards are saved atomically and counted from shard 0 on (a temp file of a shard
+    being written when the process died is removed); faiss.index and then doc_offsets.npy are written
+    atomically, and only once doc_offsets.npy exists are the shards deleted, so a rerun that finds it skips
+    straight to the clean-up.
+    """
     import faiss
     from asearcher.utils.progress import progress as progress_bar
 
     encoder = E5Encoder(cfg, device)
     shard_dir = work_dir / "emb_shards"
-    shard_dir.mkdir(parents=True, exist_ok=True)
-    done = sorted(shard_dir.glob("shard_*.npz"))
-    start = len(done) * EMB_SHARD_ROWS
+    offsets_file = work_dir / "doc_offsets.npy"
+    if not offsets_file.exists():
+        shard_dir.mkdir(parents=True, exist_ok=True)
+        for stale in [*work_dir.glob(".tmp-*"), *shard_dir.glob(".tmp-*")]:  # half-written by a killed run
+            stale.unlink()
+        _encode_shards(encoder, corpus, shard_dir, n_rows, progress_bar)
+        index = faiss.IndexFlatIP(encoder.dim)
+        all_offsets = []
+        for shard in sorted(shard_dir.glob("shard_*.npz")):
+            data = np.load(shard)
+            index.add(np.ascontiguousarray(data["emb"], dtype=np.float32))
+            all_offsets.append(data["offsets"])
+        with atomic_path(work_dir / "faiss.index") as tmp:
+            faiss.write_index(index, str(tmp))
+        with atomic_path(offsets_file, suffix=".npy") as tmp:
+            np.save(tmp, np.concatenate(all_offsets) if all_offsets else np.zeros(0, np.int64))
+    shutil.rmtree(shard_dir, ignore_errors=True)
+    return {"dim": encoder.dim, "model": cfg.model, "max_length": cfg.max_length}
+
+
+def _encode_shards(encoder: E5Encoder, corpus: Path, shard_dir: Path, n_rows: int, progress_bar) -> None:
+    """Save shard_000000.npz, shard_000001.npz, ... of EMB_SHARD_ROWS passages each, from the first one
+    missing on (shards after a missing one are encoded again)."""
+    done = 0
+    while (shard_dir / f"shard_{done:06d}.npz").exists():
+        done += 1
+    for later in shard_dir.glob("shard_*.npz"):
+        if int(later.stem.split("_")[1]) >= done:
+            later.unlink()
+    start = done * EMB_SHARD_ROWS
     if start:
-        log.info("resuming dense build at row %d (%d shards done)", start, len(done))
+        log.info("resuming dense build at row %d (%d shards done)", start, done)
     bar = progress_bar(total=n_rows, initial=min(start, n_rows), desc="encoding passages", unit="doc")
     texts, offsets = [], []
 
@@ -121,18 +155,3 @@ def build_dense_index(
     if texts:
         flush((n_rows - 1) // EMB_SHARD_ROWS)
     bar.close()
-
-    index = faiss.IndexFlatIP(encoder.dim)
-    all_offsets = []
-    for shard in sorted(shard_dir.glob("shard_*.npz")):
-        data = np.load(shard)
-        index.add(np.ascontiguousarray(data["emb"], dtype=np.float32))
-        all_offsets.append(data["offsets"])
-    faiss.write_index(index, str(work_dir / "faiss.index"))
-    np.save(
-        work_dir / "doc_offsets.npy", np.concatenate(all_offsets) if all_offsets else np.zeros(0, np.int64)
-    )
-    for shard in shard_dir.glob("shard_*.npz"):
-        shard.unlink()
-    shard_dir.rmdir()
-    return {"dim": encoder.dim, "model": cfg.model, "max_length": cfg.max_length}

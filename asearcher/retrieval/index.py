@@ -30,6 +30,7 @@ from asearcher.utils.jsonl import DataError, iter_jsonl, write_json
 log = logging.getLogger(__name__)
 
 META_FILE = "index_meta.json"
+REQUEST_FILE = "build_request.json"  # in the work dir: what it is a build of (a resume must be of the same)
 LUCENE_DIR = "lucene"
 
 
@@ -113,7 +114,16 @@ def read_meta(index_dir: str | Path) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
-def _lucene_args(input_dir: Path, index_dir: Path, threads: int) -> list[str]:
+def _read_json(path: Path) -> Any:
+    import json
+
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _lucene_args(input_dir: Path, index_dir: Path, threads: int, memory_buffer_mb: int = 4096) -> list[str]:
     return [
         "-collection", "JsonCollection",
         "-input", str(input_dir),
@@ -121,18 +131,23 @@ def _lucene_args(input_dir: Path, index_dir: Path, threads: int) -> list[str]:
         "-generator", "DefaultLuceneDocumentGenerator",
         "-threads", str(threads),
         "-storeRaw",
+        "-memoryBuffer", str(memory_buffer_mb),
     ]  # fmt: skip
 
 
-def run_lucene_indexer(input_dir: Path, index_dir: Path, threads: int) -> None:
+def run_lucene_indexer(input_dir: Path, index_dir: Path, threads: int, max_heap: str | None = None) -> None:
     """Run Anserini's IndexCollection (what `python -m pyserini.index.lucene` runs) in this process."""
-    from .java import configure_java
+    from .java import configure_java, heap_bytes
 
-    configure_java()
+    configure_java(max_heap)
+    # Anserini buffers 4 GB of documents by default: under a smaller -Xmx that would run out of heap.
+    buffer_mb = min(4096, max(64, heap_bytes(max_heap) >> 21)) if max_heap else 4096
     import pyserini.pyclass  # noqa: F401  (puts the Anserini jar on the classpath)
     from jnius import autoclass
 
-    autoclass("io.anserini.index.IndexCollection").main(_lucene_args(input_dir, index_dir, threads))
+    autoclass("io.anserini.index.IndexCollection").main(
+        _lucene_args(input_dir, index_dir, threads, buffer_mb)
+    )
 
 
 def lucene_doc_count(index_dir: Path) -> int:
@@ -146,6 +161,11 @@ def lucene_doc_count(index_dir: Path) -> int:
         return int(searcher.get_total_num_docs())
     finally:
         searcher.close()
+
+
+def _result_params(params: dict[str, Any]) -> dict[str, Any]:
+    """The settings that change the index's content (not how fast it is built): a change means a rebuild."""
+    return {k: v for k, v in params.items() if k not in ("threads", "batch_size")}
 
 
 def build_index(
@@ -177,8 +197,16 @@ def build_index(
     if output.exists() and not force:
         if (output / META_FILE).exists():
             old = read_meta(output)
-            if old.get("corpus", {}).get("sha256") == fingerprint["sha256"] and old.get("backend") == backend:
-                log.info("index %s is up to date (same corpus and backend); use --force to rebuild", output)
+            same = (
+                old.get("corpus", {}).get("sha256") == fingerprint["sha256"]
+                and old.get("backend") == backend
+                and _result_params(old.get("params", {})) == _result_params(params)
+            )
+            if same:
+                log.info(
+                    "index %s is up to date (same corpus, backend and settings); use --force to rebuild",
+                    output,
+                )
                 return old
         raise UserFacingError(
             f"--output {output} already exists and is not an up-to-date index of {corpus}; "
@@ -186,9 +214,15 @@ def build_index(
         )
 
     work = output.with_name(output.name + ".building")
-    if backend == "bm25" and work.exists():
-        shutil.rmtree(work)  # a Lucene build cannot resume; start clean
+    request = {
+        "backend": backend,
+        "corpus": fingerprint,
+        "params": {k: v for k, v in params.items() if k != "threads"},
+    }
+    if work.exists() and (backend == "bm25" or _read_json(work / REQUEST_FILE) != request):
+        shutil.rmtree(work)  # a Lucene build cannot resume; a dense one resumes only the same build
     work.mkdir(parents=True, exist_ok=True)
+    write_json(work / REQUEST_FILE, request)
     extra: dict[str, Any] = {}
     if backend == "bm25":
         # JsonCollection reads a directory: link the corpus into one instead of copying 23 GB.
@@ -196,7 +230,7 @@ def build_index(
         input_dir.mkdir()
         (input_dir / "corpus.jsonl").symlink_to(corpus.resolve())
         t_idx = time.time()
-        run_lucene_indexer(input_dir, work / LUCENE_DIR, threads)
+        run_lucene_indexer(input_dir, work / LUCENE_DIR, threads, cfg.jvm_max_heap)
         extra["indexer_seconds"] = round(time.time() - t_idx, 3)
         shutil.rmtree(input_dir)
         n_docs = lucene_doc_count(work / LUCENE_DIR)
@@ -222,6 +256,7 @@ def build_index(
         "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         **extra,
     }
+    (work / REQUEST_FILE).unlink()
     write_json(work / META_FILE, meta)
     replace_dir(work, output)
     log.info("built %s index of %d docs at %s in %.1fs", backend, n_docs, output, meta["build_seconds"])

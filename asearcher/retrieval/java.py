@@ -25,6 +25,7 @@ MIN_JAVA = 21
 _VECTOR_MODULE = "jdk.incubator.vector"
 _lock = threading.Lock()
 _chosen: JavaRuntime | None = None
+_max_heap: str | None = None
 
 
 class JavaNotFoundError(UserFacingError, RuntimeError):
@@ -102,10 +103,38 @@ def find_java() -> JavaRuntime:
     )
 
 
-def configure_java() -> JavaRuntime:
-    """Choose the Java runtime and prepare pyjnius for it (must run before the JVM starts)."""
+def heap_bytes(size: str) -> int:
+    """'512m' / '1g' / '1048576' (a -Xmx value) in bytes."""
+    m = re.fullmatch(r"(\d+)([kKmMgG]?)", size.strip())
+    if not m:
+        raise ValueError(f"not a JVM heap size: {size!r} (use e.g. 512m or 2g)")
+    return int(m.group(1)) << {"": 0, "k": 10, "m": 20, "g": 30}[m.group(2).lower()]
+
+
+def _set_max_heap(size: str) -> None:
+    global _max_heap
+    import jnius_config
+
+    if size == _max_heap:
+        return
+    if jnius_config.vm_running:  # -Xmx only takes effect when the JVM starts
+        log.warning("the JVM is already running; its heap limit stays as it is (asked for -Xmx%s)", size)
+        return
+    heap_bytes(size)  # a bad value is an error here, not a JVM that fails to start
+    opts = [o for o in jnius_config.get_options() if not o.startswith("-Xmx")]
+    jnius_config.set_options(*opts, f"-Xmx{size}")
+    _max_heap = size
+
+
+def configure_java(max_heap: str | None = None) -> JavaRuntime:
+    """Choose the Java runtime and prepare pyjnius for it (must run before the JVM starts).
+
+    max_heap ('1g', retrieval.jvm_max_heap) caps the JVM heap; without it the JVM takes up to a quarter of RAM.
+    """
     global _chosen
     with _lock:
+        if max_heap:
+            _set_max_heap(max_heap)
         if _chosen is not None:
             return _chosen
         rt = find_java()

@@ -6,7 +6,9 @@
   GET  /health   -> doc count, backend, uptime and batching statistics
 
 Unlike upstream (one global lock, one request at a time), concurrent requests are gathered by a single
-batcher into one multi-threaded batch search, so throughput grows with the number of clients. The bound
+batcher into one multi-threaded batch search, so throughput grows with the number of clients; large requests are
+searched in chunks in a second, lower-priority lane (batcher.py). Each request is bounded in size, cost and time
+(server_limits.py), each connection in how long it may take to send a request head (server_conn.py). The bound
 address is written to <addr-dir>/Host{ip}_IP{port}.txt (default dir: $RAG_SERVER_ADDR_DIR) and removed on
 shutdown. Binds 127.0.0.1 unless --host says otherwise.
 """
@@ -15,194 +17,42 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import collections
 import logging
 import os
 import socket
+import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
+from starlette.requests import ClientDisconnect
 
 from asearcher.config import RetrievalConfig, ServerConfig, load_config
 
 from .address import ADDR_DIR_ENV, advertised_ip, remove_address, write_address
+from .batcher import Batcher, Stats
+from .server_conn import guarded_protocol
+from .server_limits import BadRequest, dumps, max_body_bytes, parse_access, parse_retrieve, read_body
 
 log = logging.getLogger(__name__)
 
-try:
-    import orjson
 
-    def _dumps(obj: Any) -> bytes:
-        return orjson.dumps(obj)
+def _jvm_max_heap() -> int | None:
+    """The running JVM's heap limit in bytes (BM25 backend), or None without a JVM."""
+    if "jnius" not in sys.modules:
+        return None
+    from jnius import autoclass
 
-    _loads = orjson.loads
-    _JSONError: tuple[type[Exception], ...] = (orjson.JSONDecodeError,)
-except ImportError:  # pragma: no cover
-    import json
-
-    def _dumps(obj: Any) -> bytes:
-        return json.dumps(obj, ensure_ascii=False).encode()
-
-    _loads = json.loads
-    _JSONError = (json.JSONDecodeError, UnicodeDecodeError)
+    return int(autoclass("java.lang.Runtime").getRuntime().maxMemory())
 
 
-class BadRequest(Exception):
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
-class Stats:
-    """Counters shown by /health; the batch-size histogram shows whether batching happens."""
-
-    BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
-
-    def __init__(self) -> None:
-        self.requests = collections.Counter()
-        self.errors = collections.Counter()
-        self.queries = 0
-        self.batched_requests = 0
-        self.max_requests_per_batch = 0
-        self.batches = 0
-        self.max_batch = 0
-        self.hist = collections.Counter()
-        self.search_seconds = 0.0
-
-    def record_batch(self, n: int, n_requests: int, seconds: float) -> None:
-        self.batches += 1
-        self.batched_requests += n_requests
-        self.max_requests_per_batch = max(self.max_requests_per_batch, n_requests)
-        self.queries += n
-        self.max_batch = max(self.max_batch, n)
-        self.search_seconds += seconds
-        bucket = next((b for b in self.BUCKETS if n <= b), "more")
-        self.hist[f"<={bucket}" if bucket != "more" else f">{self.BUCKETS[-1]}"] += 1
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "requests": dict(self.requests),
-            "errors": dict(self.errors),
-            "queries": self.queries,
-            "batches": self.batches,
-            "mean_batch_size": round(self.queries / self.batches, 3) if self.batches else 0.0,
-            "max_batch_size": self.max_batch,
-            "mean_requests_per_batch": round(self.batched_requests / self.batches, 3)
-            if self.batches
-            else 0.0,
-            "max_requests_per_batch": self.max_requests_per_batch,
-            "batch_size_histogram": dict(self.hist),
-            "search_seconds": round(self.search_seconds, 3),
-        }
-
-
-class Batcher:
-    """Gathers the queries of concurrent requests into one batch_search call in a worker thread.
-
-    While one batch runs (pyjnius/FAISS release the GIL), new requests queue up; the next batch takes them
-    all (up to max_batch queries). With several requests already waiting it also lingers batch_wait_ms for
-    more, which fills batches under load without delaying a lone client.
-    """
-
-    def __init__(self, searcher: Any, cfg: ServerConfig, stats: Stats):
-        self.searcher = searcher
-        self.max_batch = cfg.max_batch
-        self.wait_s = cfg.batch_wait_ms / 1000.0
-        self.stats = stats
-        self._pending: collections.deque = collections.deque()
-        self._wakeup: asyncio.Event | None = None
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="batch-search")
-        self._task: asyncio.Task | None = None
-
-    def start(self) -> None:
-        self._wakeup = asyncio.Event()
-        self._task = asyncio.get_running_loop().create_task(self._run())
-
-    async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-        self._executor.shutdown(wait=True)
-
-    async def search(self, queries: list[str], k: int) -> list[list[tuple[dict, float]]]:
-        fut = asyncio.get_running_loop().create_future()
-        self._pending.append((queries, k, fut))
-        self._wakeup.set()  # type: ignore[union-attr]
-        return await fut
-
-    def _take(self, batch: list, n: int) -> int:
-        while self._pending and (n == 0 or n + len(self._pending[0][0]) <= self.max_batch):
-            item = self._pending.popleft()
-            if item[2].done():  # the client went away
-                continue
-            batch.append(item)
-            n += len(item[0])
-        return n
-
-    async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            await self._wakeup.wait()  # type: ignore[union-attr]
-            self._wakeup.clear()  # type: ignore[union-attr]
-            while self._pending:
-                batch: list = []
-                n = self._take(batch, 0)
-                if len(batch) > 1 and n < self.max_batch and self.wait_s > 0:
-                    await asyncio.sleep(self.wait_s)
-                    n = self._take(batch, n)
-                if not batch:
-                    continue
-                queries = [q for item in batch for q in item[0]]
-                k = max(item[1] for item in batch)
-                t0 = time.perf_counter()
-                try:
-                    results = await loop.run_in_executor(
-                        self._executor, self.searcher.batch_search_scored, queries, k
-                    )
-                except Exception as e:
-                    log.exception("batch search of %d queries failed", len(queries))
-                    for item in batch:
-                        if not item[2].done():
-                            item[2].set_exception(e)
-                    continue
-                self.stats.record_batch(len(queries), len(batch), time.perf_counter() - t0)
-                i = 0
-                for item_queries, item_k, fut in batch:
-                    part = results[i : i + len(item_queries)]
-                    i += len(item_queries)
-                    if not fut.done():
-                        fut.set_result(part if item_k == k else [hits[:item_k] for hits in part])
-
-
-def _field(body: dict, name: str) -> Any:
-    if name not in body:
-        raise BadRequest(422, f"missing field {name!r}")
-    return body[name]
-
-
-def _str_list(value: Any, name: str, max_items: int, max_chars: int | None) -> list[str]:
-    if not isinstance(value, list):
-        raise BadRequest(422, f"field {name!r} must be a list of strings, got {type(value).__name__}")
-    if len(value) > max_items:
-        raise BadRequest(422, f"field {name!r} has {len(value)} items; at most {max_items} per request")
-    for i, v in enumerate(value):
-        if not isinstance(v, str):
-            raise BadRequest(422, f"{name}[{i}] must be a string, got {type(v).__name__}")
-        if max_chars is not None and len(v) > max_chars:
-            raise BadRequest(
-                422,
-                f"{name}[{i}] has {len(v)} characters; the limit is {max_chars} (retrieval.server.max_query_chars)",
-            )
-    return value
+async def _client_gone(request: Request) -> None:
+    # Once the body is read, the next ASGI message is http.disconnect, sent when the client closes.
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 def create_app(searcher: Any, pages: Any | None, cfg: RetrievalConfig, *, on_started=None, on_stopped=None):
@@ -211,7 +61,8 @@ def create_app(searcher: Any, pages: Any | None, cfg: RetrievalConfig, *, on_sta
     stats = Stats()
     batcher = Batcher(searcher, scfg, stats)
     started = time.time()
-    max_body = scfg.max_queries_per_request * (scfg.max_query_chars * 4 + 16) + 65536
+    max_body = max_body_bytes(scfg)
+    jvm_heap = _jvm_max_heap()
 
     @asynccontextmanager
     async def lifespan(app):
@@ -228,63 +79,50 @@ def create_app(searcher: Any, pages: Any | None, cfg: RetrievalConfig, *, on_sta
     app = FastAPI(title="asearcher retrieval", lifespan=lifespan, docs_url="/docs", redoc_url=None)
     app.state.stats = stats
 
-    def json_response(obj: Any, status: int = 200) -> Response:
-        return Response(_dumps(obj), status_code=status, media_type="application/json")
+    def json_response(obj: Any, status: int = 200, headers: dict | None = None) -> Response:
+        return Response(dumps(obj), status_code=status, media_type="application/json", headers=headers)
 
     def error(endpoint: str, e: BadRequest) -> Response:
         stats.errors[f"{endpoint}:{e.status}"] += 1
-        return json_response({"error": e.message, "detail": e.message}, e.status)
+        if e.status == 408:
+            stats.connections["body_timeouts"] += 1
+        # A body left unread (413, 408) would keep arriving on this connection: close it after the answer.
+        headers = {"connection": "close"} if e.status in (408, 413) else None
+        return json_response({"error": e.message, "detail": e.message}, e.status, headers)
 
-    async def read_json(request: Request) -> dict:
-        length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > max_body:
-            raise BadRequest(413, f"request body of {length} bytes is over the {max_body}-byte limit")
-        body = await request.body()
-        if len(body) > max_body:
-            raise BadRequest(413, f"request body of {len(body)} bytes is over the {max_body}-byte limit")
-        try:
-            obj = _loads(body)
-        except _JSONError as e:
-            raise BadRequest(400, f"request body is not valid JSON: {e}") from None
-        if not isinstance(obj, dict):
-            raise BadRequest(422, f"request body must be a JSON object, got {type(obj).__name__}")
-        return obj
+    def disconnected(endpoint: str, request: Request) -> Response:
+        stats.connections["disconnects_mid_body"] += 1
+        log.info("client %s disconnected in the middle of its %s request body", request.client, endpoint)
+        return Response(status_code=400)  # nobody is there to read it
+
+    async def read(request: Request) -> bytes:
+        return await read_body(request, max_body, scfg.body_timeout_s)
 
     @app.post("/retrieve")
     async def retrieve(request: Request) -> Response:
         stats.requests["retrieve"] += 1
         try:
-            body = await read_json(request)
-            queries = _str_list(
-                _field(body, "queries"), "queries", scfg.max_queries_per_request, scfg.max_query_chars
-            )
-            if not queries:
-                raise BadRequest(422, "field 'queries' is empty; send at least one query")
-            topk = body.get("topk")
-            if topk is None:
-                topk = cfg.topk
-            elif isinstance(topk, bool) or not isinstance(topk, int):
-                raise BadRequest(422, f"field 'topk' must be an integer or null, got {type(topk).__name__}")
-            elif not 1 <= topk <= scfg.max_topk:
-                raise BadRequest(
-                    422,
-                    f"field 'topk' must be between 1 and {scfg.max_topk} (retrieval.server.max_topk), got {topk}",
-                )
-            return_scores = body.get("return_scores", False)
-            if return_scores is None:
-                return_scores = False
-            if not isinstance(return_scores, bool):
-                raise BadRequest(
-                    422, f"field 'return_scores' must be true or false, got {type(return_scores).__name__}"
-                )
+            req = parse_retrieve(await read(request), cfg)
         except BadRequest as e:
             return error("retrieve", e)
+        except ClientDisconnect:
+            return disconnected("/retrieve", request)
+        job = batcher.submit(req.queries, req.topk, req.cost)
+        gone = asyncio.ensure_future(_client_gone(request)) if job.bulk else None
         try:
-            results = await batcher.search(queries, topk)
+            if gone is not None:  # bulk work is worth dropping when its client leaves
+                await asyncio.wait((job.fut, gone), return_when=asyncio.FIRST_COMPLETED)
+                if not job.fut.done():
+                    return Response(status_code=499)  # the client is gone; nobody reads this
+            results = await job.fut
         except Exception as e:
             stats.errors["retrieve:500"] += 1
             return json_response({"error": f"search failed: {type(e).__name__}: {e}"}, 500)
-        if return_scores:
+        finally:
+            job.fut.cancel()  # no-op when done; otherwise the batcher drops what has not run
+            if gone is not None:
+                gone.cancel()
+        if req.return_scores:
             out = [[{"document": row, "score": score} for row, score in hits] for hits in results]
         else:
             out = [[row for row, _ in hits] for hits in results]
@@ -294,12 +132,13 @@ def create_app(searcher: Any, pages: Any | None, cfg: RetrievalConfig, *, on_sta
     async def access(request: Request) -> Response:
         stats.requests["access"] += 1
         try:
-            body = await read_json(request)
-            urls = _str_list(_field(body, "urls"), "urls", scfg.max_queries_per_request, None)
+            urls = parse_access(await read(request), cfg)
             if pages is None:
                 raise BadRequest(404, "this server was started without --pages; /access is unavailable")
         except BadRequest as e:
             return error("access", e)
+        except ClientDisconnect:
+            return disconnected("/access", request)
         return json_response({"result": [pages.lookup(u) for u in urls]})
 
     @app.get("/health")
@@ -312,6 +151,7 @@ def create_app(searcher: Any, pages: Any | None, cfg: RetrievalConfig, *, on_sta
                 "pages": len(pages) if pages is not None else None,
                 "uptime_s": round(time.time() - started, 3),
                 "default_topk": cfg.topk,
+                "jvm_max_heap_bytes": jvm_heap,
                 "stats": stats.as_dict(),
             }
         )
@@ -350,6 +190,10 @@ def load_components(
     from .stores import PageStore
 
     meta = read_meta(index)
+    if meta["backend"] == "bm25":
+        from .java import configure_java
+
+        configure_java(cfg.jvm_max_heap)  # before the searcher starts the JVM
     if corpus is not None and meta["backend"] == "bm25":
         size = Path(corpus).stat().st_size if Path(corpus).exists() else None
         if size is None:
@@ -401,20 +245,32 @@ def serve(
             remove_address(p)
 
     app = create_app(searcher, pages, cfg, on_started=on_started, on_stopped=on_stopped)
-    config = uvicorn.Config(
-        app,
-        log_level="warning",
-        access_log=False,  # per-request log lines cost more than a BM25 search
-        loop="uvloop" if _has("uvloop") else "asyncio",
-        http="httptools" if _has("httptools") else "h11",
-        backlog=2048,
-        timeout_keep_alive=60,
-    )
+    config = uvicorn_config(app, scfg)
     try:
         uvicorn.Server(config).run(sockets=[sock])
     finally:
         on_stopped()
         sock.close()
+
+
+def uvicorn_config(app: Any, scfg: ServerConfig, http: str | None = None) -> Any:
+    """The server's uvicorn settings; `http` is the parser, "httptools" (the default when installed) or "h11"."""
+    import uvicorn
+
+    http = http or ("httptools" if _has("httptools") else "h11")
+    if http == "httptools":
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as protocol
+    else:
+        from uvicorn.protocols.http.h11_impl import H11Protocol as protocol
+    return uvicorn.Config(
+        app,
+        log_level="warning",
+        access_log=False,  # per-request log lines cost more than a BM25 search
+        loop="uvloop" if _has("uvloop") else "asyncio",
+        http=guarded_protocol(protocol, scfg, app.state.stats),
+        backlog=2048,
+        timeout_keep_alive=scfg.idle_timeout_s,  # type: ignore[arg-type]  (a float works: it goes to call_later)
+    )
 
 
 def _has(module: str) -> bool:

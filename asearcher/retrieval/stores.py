@@ -61,6 +61,7 @@ class JsonlStore:
         self._key_fn = key_fn
         self._require = require
         self._rows: dict[str, dict] | None = None
+        self._row_list: list[dict] | None = None
         self._hashes: np.ndarray | None = None
         self._offsets: np.ndarray | None = None
         self._fh = None
@@ -146,6 +147,19 @@ class JsonlStore:
                 return row
             i += 1
         return None
+
+    def row_at(self, i: int) -> dict:
+        """The i-th distinct row (0 <= i < len(self)), for sampling rows without holding them all."""
+        if self._rows is not None:
+            if self._row_list is None:
+                self._row_list = list(self._rows.values())
+            return self._row_list[i]
+        return self._read_at(int(self._offsets[i]))  # type: ignore[index]
+
+    def rows(self):
+        """Every distinct row, in file order (memory mode) or key-hash order (offsets mode)."""
+        for i in range(len(self)):
+            yield self.row_at(i)
 
     def close(self) -> None:
         if self._fh is not None:

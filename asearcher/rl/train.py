@@ -44,7 +44,10 @@ log = logging.getLogger(__name__)
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="initial policy: model directory (or hub id)")
     p.add_argument(
-        "--train", required=True, help="training questions JSONL (question + answer/answers per row)"
+        "--train",
+        required=True,
+        nargs="+",
+        help="training questions JSONL, one or more (e.g. a release file and `asearcher synth`'s train.jsonl)",
     )
     p.add_argument(
         "--output", required=True, help="run directory (created; resumed from if it has a checkpoint)"

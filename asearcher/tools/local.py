@@ -1,7 +1,8 @@
 """Tools over the local retrieval server (/retrieve for search, /access for pages).
 
 Any failure the client reports after its own bounded retries (HTTP errors, timeouts, malformed replies)
-becomes a ToolError, which agents turn into an observation.
+becomes a ToolError, which agents turn into an observation. ToolError messages pass the secrets redaction step
+(asearcher.utils.secrets): a server's error body could quote a key.
 """
 
 from __future__ import annotations
@@ -9,6 +10,17 @@ from __future__ import annotations
 from typing import Any
 
 from asearcher.tools.base import SearchHit, ToolBackend, ToolError
+from asearcher.utils.secrets import redact
+
+
+def _failed(message: str) -> ToolError:
+    """A ToolError with a redacted message."""
+    return ToolError(redact(message))
+
+
+def _show(obj: Any) -> str:
+    """A reply fragment for an error message: redacted before the cut, so a cut never splits a secret."""
+    return redact(repr(obj))[:200]
 
 
 class LocalTools(ToolBackend):
@@ -39,10 +51,10 @@ class LocalTools(ToolBackend):
         except ToolError:
             raise
         except Exception as e:
-            raise ToolError(f"search {query!r} failed: {type(e).__name__}: {e}") from e
+            raise _failed(f"search {query!r} failed: {type(e).__name__}: {e}") from e
         if not isinstance(results, list) or len(results) != 1 or not isinstance(results[0], list):
-            raise ToolError(
-                f"search {query!r}: malformed reply (expected one result list, got {results!r:.200})"
+            raise _failed(
+                f"search {query!r}: malformed reply (expected one result list, got {_show(results)})"
             )
         hits = []
         for i, doc in enumerate(results[0]):
@@ -50,10 +62,10 @@ class LocalTools(ToolBackend):
             if isinstance(doc, dict) and "document" in doc:  # the return_scores shape
                 score, doc = doc.get("score"), doc["document"]
             if not isinstance(doc, dict) or not isinstance(doc.get("contents"), str):
-                raise ToolError(f"search {query!r}: result {i} has no text field 'contents' ({doc!r:.200})")
+                raise _failed(f"search {query!r}: result {i} has no text field 'contents' ({_show(doc)})")
             url = doc.get("url")
             if not isinstance(url, str):
-                raise ToolError(f"search {query!r}: result {i} has no field 'url' ({doc!r:.200})")
+                raise _failed(f"search {query!r}: result {i} has no field 'url' ({_show(doc)})")
             hits.append(
                 SearchHit(
                     url=url,
@@ -70,14 +82,14 @@ class LocalTools(ToolBackend):
         except ToolError:
             raise
         except Exception as e:
-            raise ToolError(f"access {url!r} failed: {type(e).__name__}: {e}") from e
+            raise _failed(f"access {url!r} failed: {type(e).__name__}: {e}") from e
         if not isinstance(results, list) or len(results) != 1:
-            raise ToolError(f"access {url!r}: malformed reply (expected one entry, got {results!r:.200})")
+            raise _failed(f"access {url!r}: malformed reply (expected one entry, got {_show(results)})")
         page = results[0]
         if page is None:
             return None
         if not isinstance(page, dict) or not isinstance(page.get("contents"), str):
-            raise ToolError(f"access {url!r}: page has no text field 'contents' ({page!r:.200})")
+            raise _failed(f"access {url!r}: page has no text field 'contents' ({_show(page)})")
         return page["contents"]
 
     async def aclose(self) -> None:

@@ -1,4 +1,8 @@
-"""JSONL reading and (atomic) writing. A bad line is an error naming file and line: nothing is silently dropped."""
+"""JSONL reading and (atomic) writing. A bad line is an error naming file and line: nothing is silently dropped.
+
+Lines are UTF-8. Strings that UTF-8 cannot encode (lone surrogates, which JSON input may carry as "\\ud800"
+escapes) are written as JSON escapes, so every row that was read can be written and reads back equal.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from asearcher.errors import UserFacingError
-from asearcher.utils.atomic import atomic_write_text
+from asearcher.utils.atomic import atomic_write_bytes
 
 
 class DataError(UserFacingError, ValueError):
@@ -20,10 +24,21 @@ def parse_jsonl_line(raw: bytes, where: str, *, require: Iterable[str] = ()) -> 
     """One JSONL line -> dict. `where` ("file:line") starts every error message; a line without a trailing
     newline that does not parse is reported as truncated (the usual shape of an interrupted write)."""
     try:
-        row = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        text = raw.decode("utf-8-sig")  # a byte-order mark (only at the start of a line) is tolerated
+    except UnicodeDecodeError as e:
+        col = e.start + len(raw) - len(e.object) + 1  # e.object lacks a leading byte-order mark
+        raise DataError(
+            f"{where}: not valid UTF-8 (byte 0x{e.object[e.start]:02x} at column {col})"
+        ) from None
+    try:
+        row = json.loads(text)
+    except json.JSONDecodeError as e:
         what = "truncated line (no newline at end of file)" if not raw.endswith(b"\n") else "malformed JSON"
         raise DataError(f"{where}: {what}: {e}") from None
+    except ValueError as e:  # e.g. an integer of more digits than Python converts
+        raise DataError(f"{where}: a value cannot be read: {e}") from None
+    except RecursionError:
+        raise DataError(f"{where}: JSON nested too deeply") from None
     if not isinstance(row, dict):
         raise DataError(f"{where}: expected a JSON object, got {type(row).__name__}")
     missing = [k for k in require if k not in row]
@@ -59,12 +74,20 @@ def read_jsonl(path: str | Path, **kw: Any) -> list[dict]:
     return list(iter_jsonl(path, **kw))
 
 
+def encode_json(obj: Any, **dumps_kw: Any) -> bytes:
+    """`obj` as UTF-8 JSON; when it holds a string UTF-8 cannot encode, as ASCII JSON (\\u escapes) instead."""
+    try:
+        return json.dumps(obj, ensure_ascii=False, **dumps_kw).encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(obj, ensure_ascii=True, **dumps_kw).encode("ascii")
+
+
 def write_jsonl(path: str | Path, rows: Iterable[dict]) -> None:
-    atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    atomic_write_bytes(path, b"".join(encode_json(r) + b"\n" for r in rows))
 
 
 def write_json(path: str | Path, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
+    atomic_write_bytes(path, encode_json(obj, indent=2) + b"\n")
 
 
 class JsonlAppender:
@@ -82,10 +105,10 @@ class JsonlAppender:
                 cut = data.rfind(b"\n") + 1
                 with open(self.path, "r+b") as f:
                     f.truncate(cut)
-        self._f = open(self.path, "a", encoding="utf-8")
+        self._f = open(self.path, "ab")
 
     def append(self, row: dict) -> None:
-        self._f.write(json.dumps(row, ensure_ascii=False) + "\n")
+        self._f.write(encode_json(row) + b"\n")
         self._f.flush()
         os.fsync(self._f.fileno())
 

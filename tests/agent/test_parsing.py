@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from asearcher.agent.parsing import (
@@ -150,3 +150,84 @@ def test_format_facts():
     assert not format_facts("</think></think>")["ok"]
     assert trajectory_format_ok([good, "<answer>x</answer>"])
     assert not trajectory_format_ok([good, "assistant"])
+
+
+# ---- arbitrary text with nested, unclosed and odd tags, against a naive reference (issue 10) --------------------
+ODD = [
+    "<search >", "<SEARCH>", "< search>", "</search", "<search", "search>", "</ search>", "<<search>>",
+    "<search></search>", "<answer><search>", "</search></answer>", "<answer> </answer>", "<answer>\n</answer>",
+    "<think><think>", "</think></think>", "<|begin_of_query|><|begin_of_query|>", "\n", " ", "answer", "Answer:",
+    "final answer is", "**", "\u2028", "\x00", "é", "\ud800",
+]  # fmt: skip
+odd_pieces = st.lists(st.one_of(st.sampled_from(TAGS + ODD), st.text(max_size=8)), max_size=40)
+
+
+def _ref_last(text: str, open_tag: str, close_tag: str, bad: tuple[str, ...]) -> tuple[int, str] | None:
+    """Naive scan: a pair counts when the first tag of `bad` after its opening tag is its closing tag; the
+    pair that ends last wins."""
+    best = None
+    i = text.find(open_tag)
+    while i >= 0:
+        start = i + len(open_tag)
+        ends = [p for t in bad if (p := text.find(t, start)) >= 0]
+        if ends and text.startswith(close_tag, min(ends)):
+            best = (min(ends) + len(close_tag), text[start : min(ends)])
+        i = text.find(open_tag, i + 1)
+    return best
+
+
+def _ref_action(text: str, tags, allowed) -> Action:
+    for kind, pairs in tags.items():
+        kind_tags = tuple({t for pair in pairs for t in pair})
+        found = [m for o, c in pairs if (m := _ref_last(text, o, c, kind_tags)) is not None]
+        if not found:
+            continue
+        arg = max(found, key=lambda m: m[0])[1].strip()
+        if kind not in allowed:
+            return Action("invalid", reason=f"the {kind} action is not available here")
+        if not arg:
+            return Action("invalid", reason=f"the <{kind}> tag is empty")
+        return Action(kind, argument=arg)
+    return Action("none", reason="no complete action tag was found")
+
+
+@settings(max_examples=200, deadline=None)
+@given(odd_pieces, st.sampled_from([("search", "access", "answer"), ("search", "answer"), ()]))
+def test_parse_action_matches_a_naive_reference(parts, allowed):
+    text = "".join(parts)
+    for tags in (DEFAULT_TAGS, SEARCH_R1_TAGS):
+        assert parse_action(text, tags=tags, allowed=allowed) == _ref_action(text, tags, allowed), text
+
+
+@settings(max_examples=200, deadline=None)
+@given(odd_pieces)
+@example(["<answer> </answer>"])
+@example(["<answer>\n</answer>"])
+@example(["x\n<answer></answer>"])
+def test_other_extractors_are_total_and_sound(parts):
+    text = "".join(parts)
+    ans = fallback_answer(text)
+    assert ans is None or (ans and ans == ans.strip()), repr(ans)
+    if ans is not None:
+        assert "<answer>" not in ans and "</answer>" not in ans, repr(ans)
+    tagged = extract_tag(text, "answer")
+    if tagged:
+        assert ans == tagged
+    think = extract_think(text)
+    assert think is None or think == think.strip()
+    rest = strip_think(text)
+    assert text.endswith(rest) and ("</think>" not in rest)
+    facts = format_facts(text)
+    assert facts["ok"] == (not facts["problems"])
+    assert facts["balanced"] == all(
+        text.count(f"<{t}>") == text.count(f"</{t}>") for t in ("search", "access", "answer")
+    )
+
+
+def test_fallback_answer_ignores_an_empty_answer_tag():
+    """Found by the property test: an empty <answer> pair gave the answer "</answer>" (the closing tag taken for
+    the text of an unclosed <answer>), and "<answer> </answer>" on a line of its own gave ">"."""
+    assert fallback_answer("<answer> </answer>") is None
+    assert fallback_answer("reasoning\n<answer>\n</answer>") is None
+    assert fallback_answer("The answer is Paris.\n<answer></answer>") == "Paris."
+    assert fallback_answer("<answer></answer> then <answer>Rome") == "Rome"

@@ -362,3 +362,84 @@ def test_test_data_json_list_or_jsonl_whatever_the_suffix(tmp_path):
     (td / "GAIA" / "test.json").write_text('[\n {"question": "q"},\n {"question": \n]')
     with pytest.raises(DataError, match=r"GAIA/test.json:4: malformed JSON"):
         fetch_release("test-data", tmp_path / "r2", DataConfig(), mirror=tmp_path / "mirror")
+
+
+# ---- the hub cannot be reached (issue 10): a clear error naming the release and the mirror option -------------
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]  # closed again when the block ends: nothing listens there
+
+
+# train-data goes through hf_hub_download, whose HEAD request huggingface_hub retries with 1+2+4+8+8 s of
+# backoff: the child skips those waits (the rest is the real CLI)
+_NO_BACKOFF = (
+    "import sys, huggingface_hub.utils._http as h; h.time.sleep = lambda s: None; "
+    "from asearcher.cli import main; sys.exit(main())"
+)
+
+
+@pytest.mark.parametrize(
+    "release,extra,offline",
+    [
+        ("test-data", [], False),  # snapshot_download
+        ("local-knowledge", ["--corpus-limit", "10"], False),  # streamed through HfFileSystem
+        ("train-data", [], False),  # hf_hub_download
+        ("test-data", [], True),
+        ("local-knowledge", ["--corpus-limit", "10"], True),
+    ],
+    ids=["snapshot", "stream", "download", "offline-snapshot", "offline-stream"],
+)
+def test_hub_unreachable_is_a_clear_error(tmp_path, release, extra, offline):
+    import os
+    import subprocess
+    import sys
+
+    from asearcher.data.releases import RELEASES
+
+    port = _closed_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    env.pop("ASEARCHER_MIRROR", None)
+    env.update(
+        HF_ENDPOINT=f"http://127.0.0.1:{port}",
+        HF_HUB_ETAG_TIMEOUT="1",
+        HF_HUB_DOWNLOAD_TIMEOUT="1",
+        HF_HOME=str(tmp_path / "hf-home"),
+    )
+    if offline:
+        env["HF_HUB_OFFLINE"] = "1"
+    out = tmp_path / "releases"
+    cli = ["-c", _NO_BACKOFF] if release == "train-data" else ["-m", "asearcher.cli"]
+    args = ["fetch-data", "--release", release, "--output", str(out), "--source", "hub", *extra]
+    r = subprocess.run([sys.executable, *cli, *args], env=env, capture_output=True, text=True, timeout=120)
+    folder = RELEASES[release].folder
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-3000:]
+    assert f"error: release {release} ({folder}): " in r.stderr, r.stderr
+    if offline:
+        assert "HF_HUB_OFFLINE is set" in r.stderr, r.stderr
+    else:
+        assert f"could not reach the Hugging Face hub for dataset inclusionAI/{folder}" in r.stderr, r.stderr
+        assert f"127.0.0.1:{port}" in r.stderr and "Connect" in r.stderr, r.stderr
+    assert "--source mirror --mirror DIR" in r.stderr and "$ASEARCHER_MIRROR" in r.stderr, r.stderr
+    assert not out.exists() or list(out.iterdir()) == []  # no empty release folder, no staging left behind
+
+
+def test_hub_missing_file_is_a_clear_error(tmp_path, monkeypatch):
+    """A file the hub does not have (wrong repo, revision or name): said so, with the settings to check."""
+    from huggingface_hub import errors as hf
+
+    def missing(*a, **k):
+        raise hf.EntryNotFoundError("404: ASearcher-Base-35k.jsonl not found")
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", missing)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    with pytest.raises(UserFacingError) as e:
+        fetch_release("train-data", tmp_path, DataConfig(source="hub", revision="v9"))
+    msg = str(e.value)
+    assert (
+        msg.startswith("release train-data (ASearcher-train-data): the hub has no dataset ") and "v9" in msg
+    )
+    assert "check data.train_repo and data.revision" in msg and "--source mirror" in msg, msg
+    assert list(tmp_path.iterdir()) == []

@@ -108,3 +108,39 @@ def test_bad_metric_and_missing_file(tmp_path, capsys):
     assert rc == 2 and "--metrics: unknown metric(s) bleu" in err
     rc, _, err = _run(capsys, tmp_path / "missing.jsonl")
     assert rc == 2 and "does not exist" in err
+
+
+def test_id_that_utf8_cannot_encode_is_written_escaped(tmp_path, capsys):
+    """JSON input may carry a lone surrogate ("\\ud800") that UTF-8 cannot encode: the per-sample row keeps
+    the id, written as the same JSON escape, so it reads back equal to the input id."""
+    p = tmp_path / "pred.jsonl"
+    p.write_text(
+        '{"id": "q\\ud800", "prediction": "Paris", "answers": ["Paris"]}\n'
+        '{"id": "caf\\u00e9", "prediction": "x", "answers": ["Paris"]}\n'
+    )
+    out = tmp_path / "scores.jsonl"
+    rc, summary, err = _run(capsys, p, "--metrics", "em", "--per-sample", out)
+    assert rc == 0, err
+    assert summary == {"n": 2, "em": 0.5}
+    text = out.read_text(encoding="utf-8")
+    assert "\\ud800" in text and "café" in text  # only the unencodable row is escaped
+    rows = [json.loads(line) for line in text.splitlines()]
+    assert [r["id"] for r in rows] == ["q\ud800", "café"] and rows[0]["em"] == 1.0
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["pred.jsonl", "scores.jsonl"]
+
+
+def test_per_sample_path_that_cannot_be_written_is_a_clear_error(tmp_path, capsys):
+    p = _write(tmp_path, [{"id": "a", "prediction": "x", "answers": ["x"]}])
+    (tmp_path / "dir").mkdir()
+    before = sorted(x.name for x in tmp_path.rglob("*"))
+    rc, _, err = _run(capsys, p, "--per-sample", tmp_path / "dir")
+    assert rc == 2 and f"--per-sample {tmp_path / 'dir'}: is a directory" in err, err
+    # under a file: the directory cannot be created
+    rc, _, err = _run(capsys, p, "--per-sample", p / "scores.jsonl")
+    assert rc == 2 and f"--per-sample {p / 'scores.jsonl'}: cannot write" in err, err
+    assert sorted(x.name for x in tmp_path.rglob("*")) == before  # nothing partial left behind
+
+
+def test_predictions_path_that_is_a_directory(tmp_path, capsys):
+    rc, _, err = _run(capsys, tmp_path)
+    assert rc == 2 and f"predictions file {tmp_path} is a directory" in err, err

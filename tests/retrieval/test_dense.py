@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from asearcher.errors import UserFacingError
+
 from asearcher.config import RetrievalConfig
 
 
@@ -88,6 +90,15 @@ def test_dense_index_build_and_search(tiny_encoder: Path, small_corpus: Path, tm
     # Offset-backed doc store (the mode used for the 23 GB corpus) gives the same rows.
     s2 = DenseSearcher(tmp_path / "e5", cfg.model_copy(update={"memory_store_max_mb": 0}))
     assert [d["id"] for d in s2.search(picks[0]["contents"], 3)] == [d["id"] for d in hits[0]]
+    # Up to date: the same settings (another batch size or thread count) reuse it; other encoder settings do not.
+    assert (
+        build_index(small_corpus, tmp_path / "e5", _cfg(tiny_encoder, query_prefix="passage: ", batch_size=8))
+        == meta
+    )
+    with pytest.raises(UserFacingError, match="not an up-to-date index"):
+        build_index(
+            small_corpus, tmp_path / "e5", _cfg(tiny_encoder, query_prefix="passage: ", max_length=32)
+        )
 
 
 def test_dense_index_served_over_http(tiny_encoder: Path, small_corpus: Path, tmp_path: Path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -15,6 +16,7 @@ import torch
 
 from asearcher.rl.system.dataset import QuestionStream, load_train_rows
 from asearcher.utils.jsonl import DataError
+from tests.fixtures.faults import fault_seed
 from tests.rl.doubles import write_questions
 
 REPO = Path(__file__).resolve().parents[2]
@@ -132,18 +134,23 @@ def test_sigkill_then_rerun_continues_without_losing_or_repeating_steps(tmp_path
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
+    # killed at a random point after the first checkpoint: mid-step, mid-rollout or mid-checkpoint-write
+    seed = fault_seed()
+    delay = random.Random(seed).uniform(0.0, 1.0)
+    why = f"ASEARCHER_FAULT_SEED={seed}: killed {delay:.2f}s after the step-2 checkpoint"
     deadline = time.time() + 150
     try:
         while not (out / "checkpoints" / "step_2" / "state.json").exists():
             assert proc.poll() is None, proc.stderr.read().decode()[-3000:]
             assert time.time() < deadline, "no checkpoint written"
             time.sleep(0.05)
+        time.sleep(delay)
     finally:
         os.killpg(proc.pid, signal.SIGKILL)  # the driver and the Ray processes it started (its own session)
         proc.wait()
-    assert not (out / "final").exists()  # it really died mid-run
+    assert not (out / "final").exists(), why  # it really died mid-run
     killed_steps = [s for s, _ in _steps(out)]
-    assert killed_steps and max(killed_steps) < steps
+    assert killed_steps and max(killed_steps) < steps, why
     if outputs_removed:
         (out / "metrics.jsonl").unlink()
         (out / "metrics.csv").unlink()
@@ -151,8 +158,8 @@ def test_sigkill_then_rerun_continues_without_losing_or_repeating_steps(tmp_path
     r = subprocess.run(
         _train_cmd(out, train, steps), cwd=REPO, env=_env(0.0), timeout=180, capture_output=True, text=True
     )
-    assert r.returncode == 0, r.stderr[-3000:]
-    assert _steps(out) == _steps(ref)  # same steps, same questions per step, nothing lost or repeated
+    assert r.returncode == 0, why + "\n" + r.stderr[-3000:]
+    assert _steps(out) == _steps(ref), why  # same steps, same questions per step, nothing lost or repeated
     assert [s for s, _ in _steps(out)] == list(range(1, steps + 1))
     w_ref = torch.load(ref / "final" / "policy.pt")["logits"]
     w_out = torch.load(out / "final" / "policy.pt")["logits"]

@@ -25,10 +25,11 @@ STAGES = {
     "retrieval_check",
     "tiny_model",
     "sft",
+    "synth",
     "train",
     "eval",
 }
-HEAVY = {"build_index", "sft", "train", "eval"}  # rules with a benchmark: directive
+HEAVY = {"build_index", "sft", "synth", "train", "eval"}  # rules with a benchmark: directive
 
 
 def _env() -> dict[str, str]:
@@ -251,6 +252,28 @@ def test_eval_and_sft_switch_on_enabled(tmp_path):
     assert "eval" not in jobs and "sft" not in jobs and "train" in jobs
 
 
+def test_training_on_synthesized_data_follows_rl_train_source(tmp_path):
+    run = tmp_path / "results/cpu-default"
+    for source, files in [
+        ("released", [run / "sft/model/answerable.jsonl"]),
+        ("synthesized", [run / "synth/train.jsonl"]),
+        ("both", [run / "sft/model/answerable.jsonl", run / "synth/train.jsonl"]),
+    ]:
+        r = _snakemake(
+            "-n", "-p", "--configfile", str(_default_config(tmp_path, rl={"train_source": source}))
+        )
+        assert r.returncode == 0, r.stdout + r.stderr
+        train = dict(_job_blocks(r.stdout))["train"]
+        assert (str(run / "synth/train.jsonl") in train["input"]) is (source != "released")
+        shell = next(line for line in r.stdout.splitlines() if " train --config " in line)
+        assert shell.split("--train ")[1].split(" --output")[0].split() == [str(f) for f in files], source
+    # synthesized data without the stage that writes it: an error naming both keys, before anything runs
+    cfg = _default_config(tmp_path, rl={"train_source": "both"}, synth={"enabled": False})
+    r = _snakemake("-n", "--configfile", str(cfg))
+    out = r.stdout + r.stderr
+    assert r.returncode != 0 and "rl.train_source" in out and "synth.enabled" in out
+
+
 def test_retrieval_cannot_be_off_for_local_search(tmp_path):
     r = _snakemake("-n", "--configfile", str(_default_config(tmp_path, retrieval={"enabled": False})))
     assert r.returncode != 0
@@ -291,7 +314,7 @@ def test_every_stage_has_its_conda_env():
             if req.name in pins and str(pins[req.name]):
                 assert req.specifier == pins[req.name], (env_file.name, line, str(pins[req.name]))
         java = "openjdk=21" in spec["dependencies"]
-        assert java == (rule in {"build_index", "retrieval_check", "sft", "train", "eval"}), rule
+        assert java == (rule in {"build_index", "retrieval_check", "sft", "synth", "train", "eval"}), rule
         assert any(Requirement(x).name == "torch" for x in pip) == (rule != "fetch_data"), rule
 
 

@@ -57,7 +57,8 @@ BENCHMARKS = "logs/benchmarks"
 #   rl.sft     the SFT warm start (RL then starts from its output)
 #   rl         the RL stage (train)
 #   eval       evaluation of `models` x `eval.benchmarks`
-STAGES = ("retrieval", "rl.sft", "rl", "eval")
+#   synth      QA synthesis (RL trains on its output when rl.train_source says so)
+STAGES = ("retrieval", "rl.sft", "rl", "eval", "synth")
 
 
 def enabled(section):
@@ -109,6 +110,7 @@ STAGE_SECTIONS = {
     "sft": ("rl", "agent"),
     "train": ("rl", "agent", "engine"),
     "eval": ("eval", "agent", "retrieval"),
+    "synth": ("synth", "engine", "retrieval"),
 }
 
 
@@ -119,7 +121,7 @@ def _sections_hash(dump, names):
     blob = {}
     for name in names:
         section = dict(dump.get(name) or {})
-        if name in ("retrieval", "rl", "eval"):
+        if name in ("retrieval", "rl", "eval", "synth"):
             section.pop("enabled", None)
         blob[name] = section
     return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:12]
@@ -230,11 +232,53 @@ def sft_train_file(wildcards, input):
 
 
 def rl_train_file(wildcards, input):
-    """train --train: the SFT output's answerable questions (CPU smoke, rl.sft.rl_on_answerable), else
-    rl.train_file of the train-data release."""
-    if RL_ON_ANSWERABLE:
-        return os.path.join(input.model[0], "answerable.jsonl")
-    return _release_file(input.train, CFG.rl.train_file)
+    """train --train: per rl.train_source, the released questions (the SFT output's answerable ones in the CPU
+    smoke, rl.sft.rl_on_answerable; else rl.train_file of the train-data release), the synth stage's, or both.
+    """
+    files = []
+    if CFG.rl.train_source in ("released", "both"):
+        if RL_ON_ANSWERABLE:
+            files.append(os.path.join(input.model[0], "answerable.jsonl"))
+        else:
+            files.append(_release_file(input.train, CFG.rl.train_file))
+    if CFG.rl.train_source in ("synthesized", "both"):
+        files.append(input.synth[0])
+    return files
+
+
+def synth_train_input(wildcards):
+    """train: the synthesized training file, when RL trains on it."""
+    return [f"{RUN}/synth/train.jsonl"] if CFG.rl.train_source != "released" else []
+
+
+# ---- synthesis --------------------------------------------------------------------------------------------------
+# The models of both roles (null: the reasoner is the `engine`, the instruct model is the reasoner).
+SYNTH_REASONER = CFG.synth.reasoner or CFG.engine
+SYNTH_MODELS = sorted({SYNTH_REASONER.model, (CFG.synth.instruct or SYNTH_REASONER).model})
+# QA seeds without statements take them from the retrieval server (page seeds need no server).
+SYNTH_SEARCHES = CFG.synth.seeds != "pages" and enabled("retrieval")
+
+
+def synth_model_input():
+    return [p for m in SYNTH_MODELS for p in local_model(m)]
+
+
+def synth_retrieval_inputs():
+    """synth: the index when the stage searches (`knowledge` is an input of the rule either way)."""
+    return dict(index=INDEX) if SYNTH_SEARCHES else {}
+
+
+def synth_wrap(wildcards, input):
+    return with_retrieval(wildcards, input) if SYNTH_SEARCHES else ""
+
+
+def pages_file(wildcards, input):
+    """The pages of the Local-Knowledge release."""
+    return _release_file(input.knowledge, "wiki_webpages.jsonl")
+
+
+def train_release_dir(wildcards, input):
+    return os.path.dirname(input.train)
 
 
 def output_dir(wildcards, output):
@@ -262,6 +306,8 @@ def get_final_outputs():
         outs.append(f"{RUN}/retrieval_check.json")
     if enabled("rl.sft"):
         outs.append(f"{RUN}/sft/model")
+    if enabled("synth"):
+        outs += [f"{RUN}/synth/train.jsonl", f"{RUN}/synth/stats.json"]
     if enabled("rl"):
         outs.append(f"{RUN}/train/metrics.jsonl")
     if enabled("eval"):
@@ -288,3 +334,5 @@ TRAIN_RESOURCES = _gpu_resources(
 )
 EVAL_RESOURCES = _gpu_resources(CFG.cluster.eval_gpus, 1, CFG.cluster.eval_runtime_min)
 INDEX_RESOURCES = _gpu_resources(CFG.cluster.index_gpus, 1, 240)
+# synth calls served models (OpenAI-compatible endpoints) at paper scale, or the CPU engine: no GPU of its own.
+SYNTH_RESOURCES = _gpu_resources(0, 1, CFG.cluster.synth_runtime_min)

@@ -32,6 +32,7 @@ rule train:
         **RETRIEVAL_INPUTS,
         model=local_model(RL_INIT),
         train=TRAIN_DATA,
+        synth=synth_train_input,
         cfg=config_input("train"),
         ray="workflow/scripts/ray_on_slurm.sh",
     output:

@@ -12,6 +12,7 @@ import random
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 from asearcher.utils.jsonl import DataError
@@ -33,23 +34,37 @@ class Question:
         return dict(self.__dict__)
 
 
-def load_train_rows(path: str | Path, max_questions: int | None = None) -> list[dict[str, Any]]:
-    """Training QA rows (either release file) normalized by asearcher.data.trainset; bad rows name file:line."""
+def load_train_rows(
+    path: str | Path | Sequence[str | Path], max_questions: int | None = None
+) -> list[dict[str, Any]]:
+    """Training QA rows of one file or several (a release file, the synthesized file, ...), normalized by
+    asearcher.data.trainset; bad rows name file:line. `max_questions` caps the total. An id that an earlier file
+    already used gets a "#n" suffix, so mixing sources drops nothing and reward lookups stay unambiguous."""
     from asearcher.data.trainset import load_trainset
 
-    recs = load_trainset(path, limit=max_questions)
-    if not recs:
-        raise DataError(f"training file {path} has no questions")
-    return [
-        {
-            "qid": r.id,
-            "question": r.question,
-            "answers": r.answers,
-            "aug_answers": r.aug_answers,
-            "invalid": r.invalid,
-        }
-        for r in recs
-    ]
+    paths = [path] if isinstance(path, (str, Path)) else list(path)
+    rows: list[dict[str, Any]] = []
+    seen: dict[str, int] = {}
+    for p in paths:
+        left = None if max_questions is None else max_questions - len(rows)
+        if left is not None and left <= 0:
+            break
+        recs = load_trainset(p, limit=left)
+        if not recs:
+            raise DataError(f"training file {p} has no questions")
+        for r in recs:
+            seen[r.id] = seen.get(r.id, 0) + 1
+            qid = r.id if seen[r.id] == 1 else f"{r.id}#{seen[r.id]}"
+            rows.append(
+                {
+                    "qid": qid,
+                    "question": r.question,
+                    "answers": r.answers,
+                    "aug_answers": r.aug_answers,
+                    "invalid": r.invalid,
+                }
+            )
+    return rows
 
 
 class QuestionStream:

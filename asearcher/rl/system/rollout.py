@@ -32,6 +32,7 @@ from asearcher.agent.trajectory import Trajectory
 from asearcher.llm.engine import SamplingParams
 from asearcher.rl.algo.types import Group, ScoredTrajectory
 from asearcher.utils.placement import GpuPlan, Reservation, actor_options, held_gpu_ids
+from asearcher.utils.secrets import install_log_redaction
 
 # async: a judge reward awaits an LLM call on the worker's event loop
 ScoreFn = Callable[[Trajectory, dict[str, Any]], Awaitable[tuple[float, dict[str, Any]]]]
@@ -104,6 +105,9 @@ class RolloutWorkerImpl:
     """The worker logic (plain class, so it can run in-process too); `RolloutWorker` is its Ray actor."""
 
     def __init__(self, factory: Any, worker_index: int, group_size: int, temperature: float, base_seed: int):
+        # a Ray worker process does not run cli.main: its log records (engine retries, failed trajectories) are
+        # redacted from here on, like the driver's
+        install_log_redaction()
         self.worker_index = worker_index
         self.group_size = group_size
         self.temperature = temperature

@@ -32,6 +32,7 @@ from asearcher.agent.trajectory import LLMCall
 from asearcher.rl.algo.types import Group, ScoredTrajectory
 from asearcher.rl.system.metrics_log import trajectory_counts
 from asearcher.utils.atomic import atomic_write_bytes
+from asearcher.utils.secrets import redact_obj
 
 ROLLOUT_DIR = "rollouts"
 _NAME = re.compile(r"^v(\d+)\.jsonl\.gz$")
@@ -134,7 +135,8 @@ class RolloutLog:
         if not self.wants(version):
             return None
         lines = [
-            json.dumps(trajectory_record(g, s, version, self.tool_results), default=str) + "\n"
+            # redacted: tool errors and model text may quote a response body that echoed a key
+            json.dumps(redact_obj(trajectory_record(g, s, version, self.tool_results)), default=str) + "\n"
             for g, s in select_samples(batch, self.per_version)
         ]
         path = rollout_path(self.run_dir, version)

@@ -48,6 +48,7 @@ from asearcher.rl.algo.types import TrainSequence
 from asearcher.rl.trainers.base import seed_everything
 from asearcher.utils.atomic import atomic_dir
 from asearcher.utils.jsonl import JsonlAppender, iter_jsonl, write_json, write_jsonl
+from asearcher.utils.secrets import redact_obj
 
 log = logging.getLogger(__name__)
 
@@ -182,13 +183,12 @@ async def collect_oracle(
     with JsonlAppender(work_file) as out:
 
         def on_done(rec, traj, twin):
-            out.append(
-                {
-                    "qid": rec.id,
-                    "trajectory": traj.to_dict() if traj is not None else None,
-                    "distractor": twin.to_dict() if twin is not None else None,
-                }
-            )
+            row = {
+                "qid": rec.id,
+                "trajectory": traj.to_dict() if traj is not None else None,
+                "distractor": twin.to_dict() if twin is not None else None,
+            }
+            out.append(redact_obj(row))  # tool errors may quote a response body that echoed a key
             done[rec.id] = (traj, twin)
 
         _, skipped = await oracle_trajectories(
