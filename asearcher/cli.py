@@ -46,6 +46,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "serve-llm": ("asearcher.llm.serve", "OpenAI-compatible server backed by the transformers engine"),
     "eval": ("asearcher.eval.run", "evaluate an agent on benchmarks (Avg@k / Pass@k), resumable"),
     "score": ("asearcher.eval.score", "score a predictions JSONL with the paper's metrics"),
+    "ask": ("asearcher.eval.ask", "ask one question: any agent, engine and tools, printing the trajectory"),
+    "tool": (
+        "asearcher.tools.cli",
+        "one tool call (search QUERY | access URL) with the run's tools, JSON out",
+    ),
     "synth": ("asearcher.synth.run", "synthesize hard multi-hop QA with the prompt-based agent, resumable"),
     "sft": ("asearcher.rl.warmstart.sft", "warm-start a model on oracle search trajectories (CPU smoke)"),
     "train": ("asearcher.rl.train", "fully asynchronous RL on Ray (staleness-bounded)"),

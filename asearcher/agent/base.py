@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import abc
 import random
+from collections.abc import Callable
 
-from asearcher.agent.trajectory import Trajectory
+from asearcher.agent.trajectory import LLMCall, ToolCall, Trajectory
 from asearcher.llm.engine import InferenceEngine, SamplingParams
 from asearcher.tools.base import ToolBackend
 
@@ -15,6 +16,9 @@ class Agent(abc.ABC):
     name: str
     #: sha256 of the prompt template text(s) this agent uses; stored with every result
     prompt_hash: str
+    #: optional observer called with (trajectory, event) right after each LLM or tool call is recorded (e.g. the
+    #: live printout of `asearcher ask`); it must not change the trajectory
+    on_event: Callable[[Trajectory, LLMCall | ToolCall], None] | None = None
 
     @abc.abstractmethod
     async def run(

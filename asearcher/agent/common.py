@@ -201,7 +201,7 @@ class BaseSearchAgent(Agent):
             t_start=t0,
             t_end=t1,
         )
-        traj.events.append(call)
+        self.record_event(traj, call)
         if res.finish_reason == "abort":
             raise GenerationAborted(f"the engine aborted call {n} of this trajectory")
         return call
@@ -218,18 +218,28 @@ class BaseSearchAgent(Agent):
             return True
         return not any(call.output_text.endswith(s) for s in stop)
 
+    def record_event(self, traj: Trajectory, event: LLMCall | ToolCall) -> None:
+        """Append an event to the trajectory and tell the on_event observer, if any (its errors are logged only)."""
+        traj.events.append(event)
+        if self.on_event is not None:
+            try:
+                self.on_event(traj, event)
+            except Exception:
+                log.exception("on_event observer failed (the trajectory goes on)")
+
     async def search(self, traj: Trajectory, tools: ToolBackend, query: str) -> list[SearchHit] | None:
         """Recorded search; None when the tool failed (the failure is recorded, never raised)."""
         t0 = time.time()
         try:
             hits = await tools.search(query, self.cfg.topk)
         except ToolError as e:
-            traj.events.append(
-                ToolCall("search", query, ok=False, error=str(e), t_start=t0, t_end=time.time())
+            self.record_event(
+                traj, ToolCall("search", query, ok=False, error=str(e), t_start=t0, t_end=time.time())
             )
             return None
         hits = list(hits)[: self.cfg.topk]
-        traj.events.append(
+        self.record_event(
+            traj,
             ToolCall(
                 "search",
                 query,
@@ -237,7 +247,7 @@ class BaseSearchAgent(Agent):
                 t_start=t0,
                 t_end=time.time(),
                 result=[{"url": h.url, "contents": h.contents, "id": h.id, "score": h.score} for h in hits],
-            )
+            ),
         )
         return hits
 
@@ -247,9 +257,11 @@ class BaseSearchAgent(Agent):
         try:
             page = await tools.access(url)
         except ToolError as e:
-            traj.events.append(ToolCall("access", url, ok=False, error=str(e), t_start=t0, t_end=time.time()))
+            self.record_event(
+                traj, ToolCall("access", url, ok=False, error=str(e), t_start=t0, t_end=time.time())
+            )
             return False, None
-        traj.events.append(ToolCall("access", url, ok=True, result=page, t_start=t0, t_end=time.time()))
+        self.record_event(traj, ToolCall("access", url, ok=True, result=page, t_start=t0, t_end=time.time()))
         return True, page
 
     @staticmethod

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
 from pydantic import Field, ValidationError, model_validator
@@ -25,6 +25,7 @@ from .llm import EngineConfig, TinyModelConfig
 from .retrieval import DenseConfig, RetrievalConfig, ServerConfig
 from .rl import OptimConfig, RLConfig, SFTConfig
 from .synth import SynthConfig
+from .tools import ToolsConfig, WebConfig
 
 __all__ = [
     "AgentConfig",
@@ -44,22 +45,10 @@ __all__ = [
     "SynthConfig",
     "TinyModelConfig",
     "ToolsConfig",
+    "WebConfig",
     "load_config",
     "json_schema",
 ]
-
-
-class ToolsConfig(Section):
-    """Which search/browse backend agents use."""
-
-    backend: Literal["local", "web"] = Field(
-        "local",
-        description="'local': the retrieval server over the Wikipedia corpus; 'web': a web search API + page reader.",
-    )
-    search_api_key_env: str = Field("SERPER_API_KEY", description="Env var with the web search API key.")
-    reader_api_key_env: str = Field("JINA_API_KEY", description="Env var with the page reader API key.")
-    max_concurrent_searches: int = Field(20, ge=1, description="Web: concurrent search calls (upstream: 20).")
-    max_concurrent_reads: int = Field(10, ge=1, description="Web: concurrent page reads (upstream: 10).")
 
 
 class ClusterConfig(Section):
@@ -120,9 +109,12 @@ class Config(Section):
 
     @model_validator(mode="after")
     def _resolve_retrieval_switch(self) -> Config:
-        """retrieval.enabled: null (the default) follows tools.backend; the merged config says true/false."""
+        """retrieval.enabled: null (the default) follows tools.backend (on for 'local', and for 'web' searching
+        the retrieval server's local web); the merged config says true/false."""
         if self.retrieval.enabled is None:
-            object.__setattr__(self.retrieval, "enabled", self.tools.backend == "local")
+            tools = self.tools
+            needs = tools.backend == "local" or tools.web.search_url == "local"
+            object.__setattr__(self.retrieval, "enabled", needs)
         return self
 
     @property

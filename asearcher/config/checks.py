@@ -271,3 +271,56 @@ def synthesis_has_a_link_graph(cfg: Config) -> list[Problem]:
             )
         ]
     return []
+
+
+@check
+def web_tools_are_consistent(cfg: Config) -> list[Problem]:
+    """The web tools' settings that only make sense together (tools.web); nothing to check for local tools."""
+    tools, out = cfg.tools, []
+    if tools.backend != "web":
+        return out
+    web = tools.web
+    if web.search_url == "local" and cfg.retrieval.enabled is False:
+        out.append(
+            Problem(
+                ("tools.web.search_url", "retrieval.enabled"),
+                "search_url 'local' searches the retrieval server's local web, but retrieval.enabled is false: "
+                "nothing would start the server (set retrieval.enabled: true, or leave it null)",
+            )
+        )
+    if web.record == "off" and web.record_dir is not None:
+        out.append(
+            Problem(
+                ("tools.web.record", "tools.web.record_dir"),
+                f"record_dir {web.record_dir!r} is ignored while record is 'off' (set record: record / cache / "
+                "replay to use it)",
+                "warning",
+            )
+        )
+    if web.record == "replay" and web.record_dir is None:
+        out.append(
+            Problem(
+                ("tools.web.record", "tools.web.record_dir"),
+                "record 'replay' answers from a recording: set record_dir to the folder a recording run wrote "
+                "(an evaluation without record_dir replays the recording next to its results)",
+                "warning",
+            )
+        )
+    if web.reader == "jina" and web.search_url == "local":
+        out.append(
+            Problem(
+                ("tools.web.search_url", "tools.web.reader"),
+                "the local web's pages are on this machine: a reader service cannot fetch them (use reader: direct)",
+                "warning",
+            )
+        )
+    if web.reader == "jina" and "://r.jina.ai" in web.reader_url and web.allow:
+        out.append(
+            Problem(
+                ("tools.web.reader", "tools.web.allow"),
+                "the allowlist only applies to direct page fetches and the local web: the Jina reader fetches "
+                "pages from its own network and cannot reach allowlisted local hosts",
+                "warning",
+            )
+        )
+    return out

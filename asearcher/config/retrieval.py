@@ -70,7 +70,7 @@ class RetrievalConfig(Section):
     enabled: bool | None = Field(
         None,
         description="Build the local index, check the retrieval server, and start it around the stages that "
-        "search. null: on iff tools.backend is 'local' (which requires it on).",
+        "search. null: on iff tools.backend is 'local' or tools.web.search_url is 'local' (which require it on).",
     )
     backend: Literal["bm25", "e5"] = Field(
         "bm25", description="'bm25': Pyserini Lucene BM25; 'e5': dense E5 + FAISS (the paper's retriever)."

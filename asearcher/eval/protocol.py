@@ -32,6 +32,8 @@ RESUME_KEYS = (
     "benchmark",
     "sealed",
 )
+# Compared only when the saved card has them too: a run started before the card named them still resumes.
+OPTIONAL_RESUME_KEYS = ("tools",)
 
 
 def file_sha256(path: str | Path) -> str:
@@ -99,14 +101,25 @@ def build_card(
     eval_agent: dict[str, Any] | None = None,
     setting: str | None = None,
     version: str | None = None,
+    tools: dict[str, Any] | None = None,
+    tools_details: dict[str, Any] | None = None,
+    editions: dict[str, str] | None = None,
+    paper_edition: str | None = None,
 ) -> dict[str, Any]:
     """The protocol card of one (model, setting, benchmark) evaluation.
 
     `agent` is the agent config the evaluation ran (the `agent` section with `eval.agent` applied);
     `eval_agent` says where its evaluation-only values came from ({defaults, overrides, training_values});
     `judge_details` names the judge prompt (file name and sha256) among the judge's settings.
+    `tools` names what the agents searched and read with (the backend, the search API, the reader; compared on
+    resume); `tools_details` is the tool backend's own description (the web tools: record mode and folder, limits,
+    allowlist), not compared: a replay may finish a recorded run. `editions` (sha256 -> edition) and `paper_edition` come from the benchmark's spec:
+    the card says which edition the file is, and whether it is the one the paper evaluated.
     """
     bfile = Path(benchmark_file) if benchmark_file else None
+    sha = file_sha256(bfile) if bfile and bfile.is_file() else None
+    bench: dict[str, Any] = {"name": benchmark, "file": bfile.name if bfile else None, "sha256": sha}
+    bench.update(benchmark_edition(sha, editions, paper_edition))
     return {
         "model": {"name": model_name, **engine},
         "setting": setting,
@@ -115,6 +128,8 @@ def build_card(
         "prompt_hash": prompt_hash,
         "retriever": retriever,
         "search_backend": search_backend,
+        "tools": tools,
+        "tools_details": tools_details,
         "judge": judge,
         "judge_details": judge_details,
         "temperature": temperature,
@@ -124,19 +139,34 @@ def build_card(
         "seeds": list(seeds),
         "n_questions": n_questions,
         "n_samples": n_questions * k,
-        "benchmark": {
-            "name": benchmark,
-            "file": bfile.name if bfile else None,
-            "sha256": file_sha256(bfile) if bfile and bfile.is_file() else None,
-        },
+        "benchmark": bench,
         "sealed": sealed,
         "code_version": version if version is not None else code_version(),
     }
 
 
+def benchmark_edition(
+    sha256: str | None, editions: dict[str, str] | None, paper_edition: str | None
+) -> dict[str, Any]:
+    """The card's edition fields: which edition the file is (by its sha256), and whether it is the paper's.
+
+    Only benchmarks whose spec lists editions get them (xBench-DeepSearch: later editions score differently, so a
+    number on one is not comparable with the paper's number on another). An unlisted file is edition "unknown".
+    """
+    if not editions and paper_edition is None:
+        return {}
+    edition = (editions or {}).get(sha256 or "", "unknown")
+    return {
+        "edition": edition,
+        "paper_edition": paper_edition,
+        "comparable_with_paper": None if paper_edition is None else edition == paper_edition,
+    }
+
+
 def check_resumable(saved: dict[str, Any], current: dict[str, Any], where: str) -> None:
     """Raise if a resumed run would mix samples produced under a different protocol."""
-    diffs = [k for k in RESUME_KEYS if saved.get(k) != current.get(k)]
+    keys = RESUME_KEYS + tuple(k for k in OPTIONAL_RESUME_KEYS if k in saved)
+    diffs = [k for k in keys if saved.get(k) != current.get(k)]
     if diffs:
         detail = "; ".join(f"{k}: was {saved.get(k)!r}, now {current.get(k)!r}" for k in diffs)
         raise UserFacingError(

@@ -50,6 +50,12 @@ class BenchmarkSpec(BaseModel):
     language: str = Field("en", description="Language of the questions.")
     settings: list[Literal["local", "web"]] = Field(description="Settings the paper evaluates it in.")
     sealed: bool = Field(False, description="Encrypted upstream: questions/answers stay sealed in memory.")
+    editions: dict[str, str] = Field(
+        default_factory=dict,
+        description="sha256 of a known release file -> its edition, for benchmarks published in several editions "
+        "whose scores are not comparable (the protocol card names the edition a run used).",
+    )
+    paper_edition: str | None = Field(None, description="The edition the paper evaluated (with `editions`).")
 
     @field_validator("metrics")
     @classmethod

@@ -13,6 +13,13 @@ The agent runs with evaluation's own settings: the `agent` section with `eval.ag
 upstream's evaluation protocol for agent.kind (asearcher: the valid-question prompt, 64 turns, 4096 tokens a call;
 asearcher-reasoning: 128 turns, answer forced after 32 acts; search-r1: 10 turns, 4096 tokens a call).
 
+With `tools.backend: web` the agents search and read through the web tools (asearcher.tools.web): a
+Serper-compatible search API and a page reader, or the local web of the retrieval server (tools.web.search_url:
+local). Unless tools.web.record is off, they record every response into <output>/tool-recordings/ (or
+tools.web.record_dir), so the run can be replayed without the network (tools.web.record: replay, with record_dir
+pointing at those recordings). The protocol card names the tools (search API, reader), the recording, the judge
+and, for benchmarks with several editions (xBench-DeepSearch), the edition of the file the run read.
+
 Outputs: samples.jsonl (one row per question x sample), trajectories.jsonl, aggregate.json (metrics, stats,
 errors and the protocol card), protocol.json and config.yaml (the merged config of the run). For sealed
 benchmarks (xBench) only ids, hashes and scores are written.
@@ -107,14 +114,56 @@ def resolve_test_data(cfg: Config, releases: str | None, folder: str) -> Path:
     )
 
 
-def make_tools(cfg: Config) -> Any:
-    """LocalTools over the retrieval server that RetrievalClient.discover() finds ($ASEARCHER_RETRIEVAL_URL,
-    else the address files in $RAG_SERVER_ADDR_DIR)."""
+#: where a web evaluation records its tool responses, inside its output directory (unless tools.web.record_dir)
+RECORDINGS = "tool-recordings"
+
+
+def _web_cfg(cfg: Config) -> Any:
+    return getattr(cfg.tools, "web", None)
+
+
+def web_record_dir(cfg: Config, out_dir: str | Path) -> Path | None:
+    """The recording directory a web evaluation passes to its tools: <out_dir>/tool-recordings, so a run's
+    recordings travel with its results; None for the local tools, with tools.web.record 'off', or when
+    tools.web.record_dir names one explicitly (e.g. to replay another run's recordings)."""
+    web = _web_cfg(cfg)
+    if cfg.tools.backend != "web" or web is None:
+        return None
+    if getattr(web, "record", "off") == "off" or getattr(web, "record_dir", None):
+        return None
+    return Path(out_dir) / RECORDINGS
+
+
+def tools_card(cfg: Config) -> dict[str, Any]:
+    """What the protocol card says about the tools, compared on resume: the backend, the search API and the page
+    reader (the web tools' own description, with its run-specific parts, goes to `tools_details`)."""
+    if cfg.tools.backend != "web":
+        return {"backend": "local", "search": f"retrieval server /retrieve ({cfg.retrieval.backend})"}
+    web = _web_cfg(cfg)
+    search_url = getattr(web, "search_url", None)
+    reader = getattr(web, "reader", None)
+    card: dict[str, Any] = {
+        "backend": "web",
+        "search": {
+            "api": "serper-compatible",
+            "url": "local web: the retrieval server's /search" if search_url == "local" else search_url,
+        },
+        "reader": {"kind": reader},
+    }
+    if reader == "jina":
+        card["reader"]["url"] = getattr(web, "reader_url", None)
+    return card
+
+
+def make_tools(cfg: Config, record_dir: str | Path | None = None) -> Any:
+    """The configured tools: the web tools (recording into record_dir when given), or LocalTools over the
+    retrieval server that RetrievalClient.discover() finds ($ASEARCHER_RETRIEVAL_URL, else the address files in
+    $RAG_SERVER_ADDR_DIR)."""
     from asearcher.retrieval.client import NoRetrievalServerError, RetrievalClient
     from asearcher.tools.factory import make_tools as tool_backend
-    from asearcher.tools.factory import require_tools_backend
 
-    require_tools_backend(cfg)  # web: an error, never a quiet fallback to the local corpus
+    if cfg.tools.backend == "web":
+        return tool_backend(cfg, **({"record_dir": str(record_dir)} if record_dir is not None else {}))
     try:
         client = RetrievalClient.discover()
     except NoRetrievalServerError as e:
@@ -128,6 +177,9 @@ def make_tools(cfg: Config) -> Any:
 
 def retriever_info(cfg: Config) -> dict[str, Any]:
     r = cfg.retrieval
+    web = _web_cfg(cfg)
+    if cfg.tools.backend == "web" and getattr(web, "search_url", None) != "local":
+        return {"backend": "web", "topk": cfg.agent.topk}  # no local index: the search API (card: tools)
     info: dict[str, Any] = {"backend": r.backend, "topk": cfg.agent.topk}
     if r.backend == "bm25":
         info.update(bm25_k1=r.bm25_k1, bm25_b=r.bm25_b)
@@ -212,12 +264,13 @@ async def evaluate(args: argparse.Namespace, cfg: Config) -> dict[str, Any]:
 
     ec = resolve_engine_config(cfg, args.model)
     agent_cfg = eval_agent_config(cfg)
-    tools = make_tools(cfg)  # first: a missing retrieval server is the most common mistake
     setting = args.setting or default_setting(cfg)
     if args.output:
         out_dir = Path(args.output)
     else:
         out_dir = EvalPaths.for_run(cfg.results_dir, args.model, setting, spec.name).root
+    record_dir = web_record_dir(cfg, out_dir)
+    tools = make_tools(cfg, record_dir)  # first: a missing retrieval server is the most common mistake
 
     judge = engine = None
     try:
@@ -240,6 +293,10 @@ async def evaluate(args: argparse.Namespace, cfg: Config) -> dict[str, Any]:
             prompt_hash=agent.prompt_hash,
             retriever=retriever_info(cfg),
             search_backend=getattr(tools, "name", type(tools).__name__),
+            tools=tools_card(cfg),
+            tools_details=tools.describe() if hasattr(tools, "describe") else None,
+            editions=spec.editions,
+            paper_edition=spec.paper_edition,
             judge=cfg.eval.judge.model if judge is not None else None,
             judge_details=judge.describe() if judge is not None else None,
             temperature=cfg.eval.temperature,
@@ -253,6 +310,12 @@ async def evaluate(args: argparse.Namespace, cfg: Config) -> dict[str, Any]:
             sealed=spec.sealed,
             setting=setting,
         )
+        edition = card["benchmark"]
+        if edition.get("comparable_with_paper") is False:
+            log.warning(
+                "%s: %s is edition %r, not the paper's %r: its scores are not comparable with the paper's",
+                spec.name, edition["file"], edition["edition"], edition["paper_edition"],
+            )  # fmt: skip
         paths = EvalPaths(out_dir)
         if paths.protocol.exists():  # refuse before touching anything in a directory of another protocol
             saved = json.loads(paths.protocol.read_text(encoding="utf-8"))

@@ -4,6 +4,8 @@
        -> {"result": [[doc, ...], ...]}   or, with return_scores, [[{"document": doc, "score": s}, ...], ...]
   POST /access   {"urls": [str]} -> {"result": [page or null, ...]}
   GET  /health   -> doc count, backend, uptime and batching statistics
+  POST /search   {"q": str, "num": int} -> Serper-format results linking to GET /wiki/<Title> (the local web,
+                 mounted with --pages; localweb.py)
 
 Unlike upstream (one global lock, one request at a time), concurrent requests are gathered by a single
 batcher into one multi-threaded batch search, so throughput grows with the number of clients; large requests are
@@ -152,9 +154,18 @@ def create_app(searcher: Any, pages: Any | None, cfg: RetrievalConfig, *, on_sta
                 "uptime_s": round(time.time() - started, 3),
                 "default_topk": cfg.topk,
                 "jvm_max_heap_bytes": jvm_heap,
+                "local_web": pages is not None,
                 "stats": stats.as_dict(),
             }
         )
+
+    if pages is not None:  # the local web: Serper-format /search and the pages as HTML
+        from .localweb import mount_local_web
+
+        mount_local_web(
+            app, batcher=batcher, pages=pages, cfg=cfg, stats=stats, read=read, error=error,
+            disconnected=disconnected, respond=json_response,
+        )  # fmt: skip
 
     return app
 
@@ -164,7 +175,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--corpus", help="wiki_corpus.jsonl (needed by a dense index; checked against a BM25 index)"
     )
-    p.add_argument("--pages", help="wiki_webpages.jsonl for /access (without it /access answers 404)")
+    p.add_argument(
+        "--pages",
+        help="wiki_webpages.jsonl for /access and the local web (/search, /wiki/); without it /access answers 404",
+    )
     p.add_argument("--host", help="bind address (default: retrieval.server.host = 127.0.0.1)")
     p.add_argument("--port", type=int, help="port (default: retrieval.server.port; 0 = any free port)")
     p.add_argument(

@@ -166,7 +166,8 @@ def run(args: argparse.Namespace) -> int:
         except (ImportError, AttributeError, ValueError) as e:
             raise UserFacingError(f"--rollout-factory {args.rollout_factory!r}: {e}") from None
     else:
-        if not args.retrieval_url and not os.environ.get("RAG_SERVER_ADDR_DIR"):
+        needs_server = cfg.tools.backend == "local" or cfg.tools.web.search_url == "local"
+        if needs_server and not args.retrieval_url and not os.environ.get("RAG_SERVER_ADDR_DIR"):
             raise UserFacingError(
                 "no retrieval server: pass --retrieval-url URL, or set $ASEARCHER_RETRIEVAL_URL or "
                 "$RAG_SERVER_ADDR_DIR (start one with `asearcher serve-retrieval` or run under "
@@ -174,7 +175,13 @@ def run(args: argparse.Namespace) -> int:
             )
         engine_cfg = cfg.engine.model_copy(update={"model": args.model})
         factory = DefaultRolloutFactory(
-            engine_cfg, cfg.agent, rl, args.retrieval_url, judge_cfg=cfg.eval.judge
+            engine_cfg,
+            cfg.agent,
+            rl,
+            args.retrieval_url,
+            judge_cfg=cfg.eval.judge,
+            tools_cfg=cfg.tools,
+            record_dir=str(out / "tool_recordings"),
         )
 
     ensure_ray(log_to_driver=True)  # RAY_ADDRESS set: join that cluster; else a local instance

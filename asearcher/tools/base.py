@@ -1,7 +1,7 @@
 """The tools an agent can call, behind one interface so local retrieval and the web swap freely.
 
-`LocalTools` (asearcher.tools.local) talks to the retrieval server (/retrieve, /access). A later web backend
-(search engine API + page reader) implements the same two methods.
+`LocalTools` (asearcher.tools.local) talks to the retrieval server (/retrieve, /access); `WebTools`
+(asearcher.tools.web) implements the same two methods over a search engine API and a page reader.
 """
 
 from __future__ import annotations

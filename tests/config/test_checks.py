@@ -61,17 +61,21 @@ def test_step_metrics_count_dropped_and_cut_calls():
     assert info["pack_truncated_tokens"] == 2 and info["pack_untrained_frac"] == pytest.approx(2 / 8)
 
 
-def test_web_backend_is_an_error_at_start_up_never_a_local_fallback(tmp_path, capsys):
+def test_web_backend_without_keys_is_an_error_at_start_up_never_a_local_fallback(
+    tmp_path, capsys, monkeypatch
+):
+    monkeypatch.delenv("SERPER_API_KEY", raising=False)
+    monkeypatch.delenv("JINA_API_KEY", raising=False)
     web = load_config(REPO / "configs/paper/asearcher-web-7b.yaml")
     assert setting_label(web) == "asearcher-web-top5"  # the label names the backend, not the unused index
     assert setting_label(load_config(None)).endswith("-bm25-top5")
-    with pytest.raises(UserFacingError, match="tools.backend: 'web' is not implemented"):
+    with pytest.raises(UserFacingError, match=r"\$SERPER_API_KEY .* is not set"):
         require_tools_backend(web)
-    with pytest.raises(UserFacingError, match="tools.backend"):
+    with pytest.raises(UserFacingError, match="SERPER_API_KEY"):
         make_tools(web, base_url="http://127.0.0.1:9")
     train = tmp_path / "t.jsonl"
     train.write_text('{"qid": "q", "question": "?", "answer": ["a"]}\n')
     rc = main(["train", "--config", str(REPO / "configs/paper/asearcher-web-7b.yaml"), "--model", "m",
                "--train", str(train), "--output", str(tmp_path / "o"), "--retrieval-url", "http://127.0.0.1:9"])  # fmt: skip
-    assert rc == 2 and "tools.backend: 'web' is not implemented" in capsys.readouterr().err
+    assert rc == 2 and "SERPER_API_KEY" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()  # stopped before anything was written

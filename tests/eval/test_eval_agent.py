@@ -107,7 +107,7 @@ def test_eval_runs_the_eval_agent_and_the_card_records_it(tmp_path, monkeypatch,
 
     engine = ScriptedEngine(make_tokenizer(), [lambda p: "<think> x </think> <answer> Paris </answer>"] * 100)
     monkeypatch.setattr(factory, "make_engine", lambda cfg, **kw: engine)
-    monkeypatch.setattr(run_mod, "make_tools", lambda cfg: FakeTools())
+    monkeypatch.setattr(run_mod, "make_tools", lambda cfg, record_dir=None: FakeTools())
     monkeypatch.setattr(  # the judge's engine is a scripted chat function; the prompt comes from the config
         judge_mod,
         "make_judge",

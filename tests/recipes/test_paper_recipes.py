@@ -141,19 +141,20 @@ def test_recipe_trains_and_evaluates_at_small_scale(
     sets = [a for o in overrides for a in ("--set", o)]
     base = ["--config", str(recipe), *sets, "--no-progress"]
 
-    # 1. RL: one step of `asearcher train` with the recipe's agent, reward, staleness and packing cap
-    out = tmp_path / "train"
-    rc = main(["train", *base, "--model", str(smoke_model_dir), "--train", str(train_file), "--output", str(out),
-               "--retrieval-url", short_corpus_server.url,
-               "--rollout-factory", "tests.recipes.smoke:SmokeRolloutFactory"])  # fmt: skip
-    assert rc == 0
-    (row,) = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
-    assert row["train/n_trajs"] == 2 and math.isfinite(row["train/loss"]) and row["train/n_tokens"] > 0
-    assert row["train/pack_untrained_frac"] == 0.0, (
-        "the training cap drops tokens of the recipe's own trajectories"
-    )
-    assert row["turns_min"] >= 10, row  # long trajectories: the generation budget keeps them going
-    assert (out / "final" / "config.json").exists()
+    # 1. RL (not in the evaluation-only recipes, eval-*.yaml: rl.enabled false): one step of `asearcher train`
+    if cfg.rl.enabled:  # with the recipe's agent, reward, staleness and packing cap
+        out = tmp_path / "train"
+        rc = main(["train", *base, "--model", str(smoke_model_dir), "--train", str(train_file), "--output", str(out),
+                   "--retrieval-url", short_corpus_server.url,
+                   "--rollout-factory", "tests.recipes.smoke:SmokeRolloutFactory"])  # fmt: skip
+        assert rc == 0
+        (row,) = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+        assert row["train/n_trajs"] == 2 and math.isfinite(row["train/loss"]) and row["train/n_tokens"] > 0
+        assert row["train/pack_untrained_frac"] == 0.0, (
+            "the training cap drops tokens of the recipe's own trajectories"
+        )
+        assert row["turns_min"] >= 10, row  # long trajectories: the generation budget keeps them going
+        assert (out / "final" / "config.json").exists()
 
     # 2. Evaluation with the recipe's protocol (k, temperature, metrics, judge) on two questions of a benchmark
     engines: list[PolicyEngine] = []

@@ -33,7 +33,8 @@ from asearcher.utils import placement
 from asearcher.utils.placement import engine_placement, plan_gpus
 
 REPO = Path(__file__).resolve().parents[2]
-RECIPES = sorted((REPO / "configs" / "paper").glob("*.yaml"))
+# the training recipes (the evaluation-only configs, eval-*.yaml with rl.enabled false, reserve no training cluster)
+RECIPES = [p for p in sorted((REPO / "configs" / "paper").glob("*.yaml")) if load_config(p).rl.enabled]
 
 
 def recipe_ids() -> list[str]:

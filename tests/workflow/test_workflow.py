@@ -28,8 +28,9 @@ STAGES = {
     "synth",
     "train",
     "eval",
+    "eval_web",
 }
-HEAVY = {"build_index", "sft", "synth", "train", "eval"}  # rules with a benchmark: directive
+HEAVY = {"build_index", "sft", "synth", "train", "eval", "eval_web"}  # rules with a benchmark: directive
 
 
 def _env() -> dict[str, str]:
@@ -99,6 +100,22 @@ def test_default_dry_run_shows_every_stage(tmp_path):
     assert STAGES <= _dry_run_jobs(r.stdout), _dry_run_jobs(r.stdout)
 
 
+def test_default_dry_run_evaluates_once_on_the_local_web(tmp_path):
+    """The CPU default evaluates one model on one benchmark in the web setting against its own retrieval server's
+    local web: the web tools with search_url local and the direct reader, recording, a few questions, one sample."""
+    r = _snakemake("-n", "-p", "--config", f"results_dir={tmp_path}")
+    assert r.returncode == 0, r.stdout + r.stderr
+    web = [f for rule, f in _job_blocks(r.stdout) if rule == "eval_web"]
+    assert len(web) == 1, web
+    assert web[0]["output"] == f"{tmp_path}/eval/tiny-sft/asearcher-localweb-top3/Bamboogle/aggregate.json"
+    assert web[0]["output"] in _all_inputs(r.stdout)
+    shell = next(line for line in r.stdout.splitlines() if "--setting asearcher-localweb-top3" in line)
+    assert " with-retrieval " in shell and " eval --config " in shell and "--max-samples 4" in shell
+    for o in ("tools.backend=web", "tools.web.search_url=local", "tools.web.reader=direct", "tools.web.record=record",
+              "eval.k=1"):  # fmt: skip
+        assert f"--set {o}" in shell, o
+
+
 def test_logs_and_benchmarks_in_one_tree(tmp_path):
     """Every job logs to logs/<rule>/...; the heavy rules record runtime and memory in logs/benchmarks/<rule>/."""
     r = _snakemake("-n", "--config", f"results_dir={tmp_path}")
@@ -135,6 +152,12 @@ def test_paper_recipe_dry_runs_with_slurm_profile(recipe, tmp_path):
     )
     assert r.returncode == 0, r.stdout + r.stderr
     jobs = _dry_run_jobs(r.stdout)
+    assert "eval_web" not in jobs  # the local-web smoke evaluation belongs to CPU-scale runs only
+    if not yaml.safe_load(recipe.read_text()).get("rl", {}).get("enabled", True):
+        # an evaluation-only recipe (eval-*.yaml): released models x benchmarks, nothing trained or indexed
+        assert recipe.stem.startswith("eval-") and "eval" in jobs
+        assert not {"train", "sft", "build_index", "synth"} & jobs, jobs
+        return
     assert {"train", "eval"} <= jobs
     # the training job asks SLURM for the recipe's GPUs across nodes
     train_block = r.stdout.split("rule train:")[1].split("\n\n")[0]
@@ -314,7 +337,9 @@ def test_every_stage_has_its_conda_env():
             if req.name in pins and str(pins[req.name]):
                 assert req.specifier == pins[req.name], (env_file.name, line, str(pins[req.name]))
         java = "openjdk=21" in spec["dependencies"]
-        assert java == (rule in {"build_index", "retrieval_check", "sft", "synth", "train", "eval"}), rule
+        assert java == (
+            rule in {"build_index", "retrieval_check", "sft", "synth", "train", "eval", "eval_web"}
+        ), rule
         assert any(Requirement(x).name == "torch" for x in pip) == (rule != "fetch_data"), rule
 
 

@@ -110,6 +110,7 @@ STAGE_SECTIONS = {
     "sft": ("rl", "agent"),
     "train": ("rl", "agent", "engine"),
     "eval": ("eval", "agent", "retrieval"),
+    "eval_web": ("eval", "agent", "retrieval", "tools"),
     "synth": ("synth", "engine", "retrieval"),
 }
 
@@ -298,6 +299,43 @@ def with_retrieval(wildcards, input):
     )
 
 
+# ---- the web setting on the local web ---------------------------------------------------------------------------
+# A CPU-scale run that searches the local index (tools.backend local, the transformers engine: the CPU default) also
+# evaluates its first model on its first benchmark in the web setting, against the local web of its own retrieval
+# server: the real web tools (Serper-format search at the server's /search, direct page reads of its /wiki/ pages
+# through the URL guard, which lets only the server's host:port through), recording every tool response into the
+# evaluation's output (tool-recordings/). A few questions, one sample each: it runs the web path end to end, it
+# measures nothing. The result path names the setting: <agent.kind>-localweb-top<topk>.
+LOCAL_WEB_EVAL = (
+    enabled("eval")
+    and enabled("retrieval")
+    and CFG.tools.backend == "local"
+    and CFG.engine.kind == "transformers"
+    and bool(EVAL_MODELS)
+    and bool(CFG.eval.benchmarks)
+)
+LOCAL_WEB_SETTING = f"{CFG.agent.kind}-localweb-top{CFG.agent.topk}"
+LOCAL_WEB_QUESTIONS = 4
+LOCAL_WEB_OVERRIDES = " ".join(
+    f"--set {o}"
+    for o in (
+        "tools.backend=web",
+        "tools.web.search_url=local",
+        "tools.web.reader=direct",
+        "tools.web.record=record",
+        "agent.allow_access=true",  # the web setting browses: page reads go through the guard
+        "eval.k=1",
+    )
+)
+
+
+def local_web_targets():
+    """eval_web's output: one model (the first evaluated), one benchmark (the first), when LOCAL_WEB_EVAL."""
+    if not LOCAL_WEB_EVAL:
+        return []
+    return [f"{R}/eval/{EVAL_MODELS[0]}/{LOCAL_WEB_SETTING}/{CFG.eval.benchmarks[0]}/aggregate.json"]
+
+
 # ---- targets ----------------------------------------------------------------------------------------------------
 def get_final_outputs():
     """The targets of the `all` rule (the product of every enabled stage)."""
@@ -316,6 +354,7 @@ def get_final_outputs():
             model=EVAL_MODELS,
             benchmark=CFG.eval.benchmarks,
         )
+        outs += local_web_targets()
     return outs
 
 

@@ -28,3 +28,36 @@ rule eval:
         "{params.wrap} asearcher --no-progress eval --config {input.cfg} --model {wildcards.model} "
         "--benchmark {wildcards.benchmark} --setting {params.setting} --releases {params.releases} "
         "--output {params.outdir} > {log} 2>&1"
+
+
+# The web setting on the local web (common.smk: LOCAL_WEB_EVAL): the same evaluation with the web tools pointed at
+# the retrieval server's Serper-format /search and its /wiki/ pages, a few questions, recording the tool responses
+# into <output>/tool-recordings/.
+rule eval_web:
+    input:
+        **RETRIEVAL_INPUTS,
+        model=eval_model_input,
+        test=TEST_DATA,
+        cfg=config_input("eval_web"),
+    output:
+        f"{R}/eval/{{model}}/{LOCAL_WEB_SETTING}/{{benchmark}}/aggregate.json",
+    log:
+        f"{LOGS}/eval_web/{{model}}/{LOCAL_WEB_SETTING}/{{benchmark}}.log",
+    benchmark:
+        f"{BENCHMARKS}/eval_web/{{model}}/{LOCAL_WEB_SETTING}/{{benchmark}}.tsv"
+    conda:
+        "../envs/eval.yaml"
+    resources:
+        **EVAL_RESOURCES,
+    params:
+        wrap=with_retrieval,
+        outdir=output_dir,
+        releases=releases_dir,
+        setting=LOCAL_WEB_SETTING,
+        overrides=LOCAL_WEB_OVERRIDES,
+        questions=LOCAL_WEB_QUESTIONS,
+        cfg_hash=config_hash("eval_web"),
+    shell:
+        "{params.wrap} asearcher --no-progress eval --config {input.cfg} {params.overrides} "
+        "--model {wildcards.model} --benchmark {wildcards.benchmark} --setting {params.setting} "
+        "--max-samples {params.questions} --releases {params.releases} --output {params.outdir} > {log} 2>&1"

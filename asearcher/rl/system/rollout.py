@@ -7,7 +7,7 @@ each token recording the version that produced it.
 
 What a worker hosts comes from a picklable *factory* (`build(worker_index) -> RolloutComponents`), so the
 same worker runs the real stack (`DefaultRolloutFactory`: make_engine + make_agent + LocalTools on the
-retrieval server) or test/benchmark doubles.
+retrieval server, or WebTools for tools.backend: web) or test/benchmark doubles.
 
 GPUs: a worker owns its engine's GPUs (asearcher.utils.placement). It reserves them in Ray (bundle `worker_index`
 of the run's rollout placement group, `reserve_rollout_gpus`), and the engine it builds runs in the worker's own
@@ -59,13 +59,24 @@ class DefaultRolloutFactory:
     With rl.reward=judge each worker builds its own LLM judge from `judge_cfg` (the eval.judge section)."""
 
     def __init__(
-        self, engine_cfg: Any, agent_cfg: Any, rl_cfg: Any, retrieval_url: str | None, judge_cfg: Any = None
+        self,
+        engine_cfg: Any,
+        agent_cfg: Any,
+        rl_cfg: Any,
+        retrieval_url: str | None,
+        judge_cfg: Any = None,
+        tools_cfg: Any = None,
+        record_dir: str | None = None,
     ):
         self.engine_cfg = engine_cfg
         self.agent_cfg = agent_cfg
         self.rl_cfg = rl_cfg
         self.retrieval_url = retrieval_url
         self.judge_cfg = judge_cfg
+        self.tools_cfg = tools_cfg  # the `tools` section; None or backend 'local': LocalTools
+        self.record_dir = (
+            record_dir  # web recordings (a sub-folder per worker) when tools.web.record_dir is null
+        )
 
     def make_engine(self) -> Any:
         from asearcher.llm.factory import make_engine  # heavy imports stay inside the worker process
@@ -86,8 +97,18 @@ class DefaultRolloutFactory:
 
         engine = self.make_engine()
         agent = make_agent(self.agent_cfg, engine.tokenizer)
-        # no URL: discovered from $ASEARCHER_RETRIEVAL_URL / $RAG_SERVER_ADDR_DIR in the worker's environment
-        tools = LocalTools(base_url=self.retrieval_url) if self.retrieval_url else LocalTools()
+        if self.tools_cfg is not None and self.tools_cfg.backend == "web":
+            from asearcher.tools.web import make_web_tools
+
+            # one recording folder per worker: processes never append to the same file
+            web = self.tools_cfg.web
+            base = web.record_dir or self.record_dir
+            tools_cfg = self.tools_cfg.model_copy(update={"web": web.model_copy(update={"record_dir": None})})
+            rec = None if base is None else f"{base}/worker{worker_index}"
+            tools = make_web_tools(tools_cfg, record_dir=rec, retrieval_url=self.retrieval_url)
+        else:
+            # no URL: discovered from $ASEARCHER_RETRIEVAL_URL / $RAG_SERVER_ADDR_DIR in the worker's environment
+            tools = LocalTools(base_url=self.retrieval_url) if self.retrieval_url else LocalTools()
         rl_cfg = self.rl_cfg
         judge = self.make_judge() if rl_cfg.reward == "judge" else None
 
