@@ -163,7 +163,7 @@ def make_tools(cfg: Config, record_dir: str | Path | None = None) -> Any:
     from asearcher.tools.factory import make_tools as tool_backend
 
     if cfg.tools.backend == "web":
-        return tool_backend(cfg, **({"record_dir": str(record_dir)} if record_dir is not None else {}))
+        return tool_backend(cfg, record_dir=record_dir)
     try:
         client = RetrievalClient.discover()
     except NoRetrievalServerError as e:

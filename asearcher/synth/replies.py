@@ -11,10 +11,10 @@ import json
 import re
 from typing import Any
 
+from asearcher.agent.parsing import extract_tag
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError, field_validator
 
 _FENCE = re.compile(r"```(?:json|JSON)?[ \t]*\n?(.*?)```", re.S)
-_ANSWER = re.compile(r"<answer>(.*?)</answer>", re.S | re.I)
 
 
 class ReplyError(ValueError):
@@ -145,6 +145,6 @@ def _first_error(e: ValidationError) -> str:
 
 
 def extract_answer(text: str) -> str:
-    """The last <answer>...</answer> of a no-tool reply ("" when there is none)."""
-    found = _ANSWER.findall(text or "")
-    return " ".join(found[-1].split()) if found else ""
+    """The last <answer>...</answer> of a no-tool reply ("" when there is none), by the agents' tag parser."""
+    found = extract_tag(text or "", "answer")
+    return " ".join(found.split()) if found else ""

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import json
 import logging
 import random
 from dataclasses import replace
@@ -108,8 +109,6 @@ def fingerprint(cfg: Config, prompts: dict[str, Any]) -> dict[str, Any]:
 def _check_resume(run_json: Path, fp: dict[str, Any]) -> None:
     if not run_json.exists():
         return
-    import json
-
     old = json.loads(run_json.read_text(encoding="utf-8")).get("fingerprint")
     if old is not None and old != fp:
         diff = sorted(k for k in fp if old.get(k) != fp[k])
@@ -161,7 +160,7 @@ async def synthesize(
 
     if todo:
         agent, describe, owned = _build_agent(
-            cfg, fp, graph, pages, retrieval, reasoner_engine, instruct_engine
+            cfg, fp, prompts, graph, pages, retrieval, reasoner_engine, instruct_engine
         )
         write_json(out / "run.json", {"fingerprint": fp, **describe, "planned_seeds": len(seeds)})
         provenance = {
@@ -207,6 +206,7 @@ async def synthesize(
 def _build_agent(
     cfg: Config,
     fp: dict[str, Any],
+    prompts: dict[str, Any],
     graph: Any,
     pages: Any,
     retrieval: Any,
@@ -230,7 +230,6 @@ def _build_agent(
         else:
             instruct_engine = make_engine(s.instruct, key="synth.instruct.kind")
             owned.append(instruct_engine)
-    prompts = load_prompts()
 
     def role(name: str, engine: Any, max_new_tokens: int, concurrency: int) -> Role:
         sampling = SamplingParams(max_new_tokens=max_new_tokens, temperature=s.temperature, top_p=s.top_p)

@@ -11,18 +11,11 @@ import pytest
 
 from asearcher.agent.trajectory import LLMCall, ToolCall
 from asearcher.cli import main
+from tests.fixtures.retrieval import LOCAL_WEB_OVERRIDES as WEB
 from asearcher.eval.ask import TrajectoryPrinter, clip, resolve_ask_engine
 
 # evaluation's agent settings scaled to the tiny model
 TINY = ["--set", "eval.agent.max_turns=2", "--set", "eval.agent.max_new_tokens=12"]
-WEB = [
-    "--set",
-    "tools.backend=web",
-    "--set",
-    "tools.web.search_url=local",
-    "--set",
-    "tools.web.reader=direct",
-]
 
 
 # ---- pure parts ---------------------------------------------------------------------------------------------------

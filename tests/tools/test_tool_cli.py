@@ -8,17 +8,9 @@ import json
 import pytest
 
 from asearcher.cli import main
+from tests.fixtures.retrieval import LOCAL_WEB_OVERRIDES as WEB
 
 pytestmark = pytest.mark.java  # the retrieval server runs Pyserini/Lucene
-
-WEB = [
-    "--set",
-    "tools.backend=web",
-    "--set",
-    "tools.web.search_url=local",
-    "--set",
-    "tools.web.reader=direct",
-]
 
 
 @pytest.fixture
