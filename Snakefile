@@ -24,6 +24,10 @@ if not workflow.overwrite_configfiles:
 include: "workflow/rules/common.smk"
 
 
+# `snakemake --report report.html`: this description, then every figure and table of rules/report.smk.
+report: "workflow/report/workflow.rst"
+
+
 wildcard_constraints:
     model=r"[A-Za-z0-9_.\-]+",
     benchmark=r"[A-Za-z0-9_.\-]+",
@@ -36,6 +40,8 @@ include: "workflow/rules/models.smk"
 include: "workflow/rules/synth.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/eval.smk"
+include: "workflow/rules/sweep.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:

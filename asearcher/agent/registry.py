@@ -6,6 +6,7 @@ from typing import Any
 
 from asearcher.agent.asearcher_agent import AsearcherAgent
 from asearcher.agent.base import Agent
+from asearcher.agent.direct_agent import DirectAgent
 from asearcher.agent.reasoning_agent import ReasoningAgent
 from asearcher.agent.search_r1_agent import SearchR1Agent
 from asearcher.config.agent import AgentConfig
@@ -17,7 +18,7 @@ class UnknownAgentError(UnknownNameError, ValueError):
 
 
 AGENTS: Registry[type[Agent]] = Registry("agent", key="agent.kind", error=UnknownAgentError)
-for _cls in (AsearcherAgent, ReasoningAgent, SearchR1Agent):
+for _cls in (AsearcherAgent, ReasoningAgent, SearchR1Agent, DirectAgent):
     AGENTS.register(_cls.name, _cls)
 
 

@@ -22,6 +22,7 @@ from .base import Section
 from .data import DataConfig
 from .eval import EvalConfig, JudgeConfig
 from .llm import EngineConfig, TinyModelConfig
+from .report import ReportConfig
 from .retrieval import DenseConfig, RetrievalConfig, ServerConfig
 from .rl import OptimConfig, RLConfig, SFTConfig
 from .synth import SynthConfig
@@ -39,6 +40,7 @@ __all__ = [
     "JudgeConfig",
     "OptimConfig",
     "RLConfig",
+    "ReportConfig",
     "RetrievalConfig",
     "SFTConfig",
     "ServerConfig",
@@ -57,7 +59,12 @@ class ClusterConfig(Section):
     gpus_per_node: int = Field(8, ge=1, description="GPUs per node of the cluster.")
     train_nodes: int = Field(1, ge=1, description="Nodes of the multi-node Ray training job.")
     train_runtime_min: int = Field(60, ge=1, description="Wall-clock limit of the training job (minutes).")
-    eval_gpus: int = Field(0, ge=0, description="GPUs per evaluation job (vLLM engine); 0 = CPU.")
+    eval_gpus: int = Field(
+        0,
+        ge=0,
+        description="GPUs of an evaluation job whose model runs in-process (transformers engine; 0 = CPU). "
+        "A vLLM model's job asks for its tensor_parallel_size GPUs, an OpenAI-compatible endpoint's for none.",
+    )
     eval_runtime_min: int = Field(60, ge=1, description="Wall-clock limit of an evaluation job (minutes).")
     synth_runtime_min: int = Field(
         1440, ge=1, description="Wall-clock limit of the synth job (minutes); a rerun resumes it."
@@ -82,9 +89,15 @@ class Config(Section):
     rl: RLConfig = Field(default_factory=RLConfig)
     tools: ToolsConfig = Field(default_factory=ToolsConfig)
     cluster: ClusterConfig = Field(default_factory=ClusterConfig)
+    report: ReportConfig = Field(default_factory=ReportConfig)
     models: dict[str, EngineConfig] = Field(
         default_factory=dict,
         description="Named models for evaluation (name -> engine settings); the eval DAG runs model x benchmark.",
+    )
+    sweeps: list[str] = Field(
+        default_factory=list,
+        description="Sweep files (configs/sweeps/*.yaml, see docs/sweeps.md) whose runs are targets of this run's "
+        "`all` rule; every sweep file also has its own target, `snakemake sweep_<name>`.",
     )
 
     @model_validator(mode="after")

@@ -8,12 +8,17 @@ from pydantic import Field
 
 from .base import Section
 
+#: agent kinds that call no tool: they are evaluated without a retrieval server or web keys, and their result
+#: paths name no search backend (asearcher.tools.factory.setting_label)
+TOOL_FREE_KINDS = frozenset({"direct"})
+
 
 class AgentConfig(Section):
-    kind: Literal["asearcher", "asearcher-reasoning", "search-r1"] = Field(
+    kind: Literal["asearcher", "asearcher-reasoning", "search-r1", "direct"] = Field(
         "asearcher",
         description="'asearcher': base-model agent (Qwen2.5-7B/14B style); 'asearcher-reasoning': prompt-based "
-        "LRM agent (QwQ-32B style); 'search-r1': the Search-R1 baseline.",
+        "LRM agent (QwQ-32B style); 'search-r1': the Search-R1 baseline; 'direct': direct generation, one call "
+        "without tools (the paper's 'Direct' baselines).",
     )
     template: str | None = Field(
         None,
@@ -24,7 +29,7 @@ class AgentConfig(Section):
         default_factory=dict,
         description="Per-role template overrides (role -> bundled name or path), e.g. {read_page: my.txt}. "
         "Roles: asearcher: prompt, note_invalid, note_valid, invalid; asearcher-reasoning: act, read_page, "
-        "read_search, answer, invalid; search-r1: prompt, invalid. `template` sets the first role.",
+        "read_search, answer, invalid; search-r1: prompt, invalid; direct: prompt. `template` sets the first role.",
     )
     max_turns: int = Field(32, ge=1, description="Most LLM generations per trajectory (paper: 32; QwQ: 128).")
     max_new_tokens: int = Field(1024, ge=1, description="Max tokens per LLM call.")

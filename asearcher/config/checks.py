@@ -238,6 +238,31 @@ def gpus_fit_the_allocation(cfg: Config) -> list[Problem]:
 
 
 @check
+def weight_sync_reaches_the_engines(cfg: Config) -> list[Problem]:
+    """An in-memory broadcast needs engines that join the trainer's weight group, and NCCL needs GPUs at both ends."""
+    rl, out = cfg.rl, []
+    if not rl.enabled or rl.weight_sync not in ("broadcast", "nccl"):
+        return out
+    if cfg.engine.kind == "openai":
+        out.append(
+            Problem(
+                ("rl.weight_sync", "engine.kind"),
+                f"rl.weight_sync={rl.weight_sync} sends weights to engines that join the trainer's weight group; an "
+                "openai engine serves its weights elsewhere and cannot (use a transformers or vllm engine)",
+            )
+        )
+    if rl.weight_sync == "nccl" and (rl.trainer_gpus == 0 or rl.rollout_gpus == 0):
+        out.append(
+            Problem(
+                ("rl.weight_sync", "rl.trainer_gpus", "rl.rollout_gpus"),
+                f"'nccl' moves weights between GPUs, but the trainer has rl.trainer_gpus={rl.trainer_gpus} and the "
+                f"engines rl.rollout_gpus={rl.rollout_gpus}: use 'broadcast' (gloo when either side is on the CPU)",
+            )
+        )
+    return out
+
+
+@check
 def synthesized_training_data_is_produced(cfg: Config) -> list[Problem]:
     """Training on synthesized questions needs the synth stage that writes them."""
     if cfg.rl.enabled and cfg.rl.train_source != "released" and not cfg.synth.enabled:

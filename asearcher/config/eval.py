@@ -13,7 +13,8 @@ from .base import Section
 #: and its agents). The base agent is always told the question is valid (eval prompt since upstream PR #15),
 #: runs up to 64 turns and gets `--max-tokens-per-call` 4096 per call; the reasoning (QwQ) agent runs up to 128
 #: turns with the answer phase forced after 32 acts (its per-call budget, 31000 - prompt, is the agent's own rule);
-#: Search-R1 runs up to 10 turns with 4096 tokens per call.
+#: Search-R1 runs up to 10 turns with 4096 tokens per call. Upstream has no direct-generation agent: `direct` (one
+#: call) takes the agent section's values.
 UPSTREAM_EVAL_AGENT: dict[str, dict[str, Any]] = {
     "asearcher": {"valid_instruction_prob": 1.0, "max_turns": 64, "max_new_tokens": 4096},
     "asearcher-reasoning": {"max_turns": 128, "force_answer_turns": 32},
@@ -119,4 +120,16 @@ class EvalConfig(Section):
     agent: EvalAgentConfig = Field(
         default_factory=EvalAgentConfig,
         description="Agent settings for evaluation, on top of `agent` (default: upstream's eval protocol).",
+    )
+    in_distribution: bool = Field(
+        False,
+        description="Also evaluate every model on the questions RL trained on (benchmark `train-questions`, "
+        "flagged in-distribution in its protocol card): the SFT output's answerable.jsonl with "
+        "rl.sft.rl_on_answerable, else rl.train_file (or the synthesized questions, per rl.train_source), with "
+        "eval.k as configured and the agent as trained (eval.agent.defaults: agent). Runs with the rl stage.",
+    )
+    in_distribution_questions: int = Field(
+        8,
+        ge=1,
+        description="How many of the training questions (the first N of the file) in_distribution uses.",
     )

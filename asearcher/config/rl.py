@@ -124,7 +124,25 @@ class RLConfig(Section):
     zero_stage: int = Field(3, ge=0, le=3)
     trainer_gpus: int = Field(0, ge=0, description="GPUs for the trainer (0 = CPU).")
     rollout_gpus: int = Field(0, ge=0, description="GPUs for rollout engines (0 = CPU).")
-    weight_sync: Literal["object_store", "disk", "nccl"] = Field("object_store")
+    weight_sync: Literal["object_store", "disk", "broadcast", "nccl"] = Field(
+        "object_store",
+        description="How new weights reach the rollout engines. 'object_store': one ray.put per version (CPU "
+        "default); 'disk': an HF dir in the model's dtype under OUTPUT/weight_updates (upstream); 'broadcast': in "
+        "memory over a process group of the trainer and the engines, NCCL between GPUs, gloo otherwise (vLLM and "
+        "transformers engines); 'nccl': broadcast that must use NCCL (an error without GPUs).",
+    )
+    weight_sync_bucket_mb: float = Field(
+        256,
+        gt=0,
+        description="rl.weight_sync broadcast/nccl: tensors travel packed in flat buckets of this many MB (per "
+        "dtype); the receivers hold two buckets in flight, a ZeRO-3 trainer gathers about one at a time.",
+    )
+    weight_sync_timeout_s: float = Field(
+        600,
+        gt=0,
+        description="rl.weight_sync broadcast/nccl: how long a member waits for the others (to form the group, or "
+        "for a bucket) before the push fails.",
+    )
     checkpoint_every: int = Field(10, ge=1, description="Save a resumable checkpoint every N steps.")
     gradient_checkpointing: bool = Field(False)
     optim: OptimConfig = Field(default_factory=OptimConfig)

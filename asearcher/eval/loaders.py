@@ -183,6 +183,22 @@ def iter_benchmark(
     """Yield normalized rows of a benchmark from an ASearcher-test-data directory (the first `limit` only)."""
     spec = get_benchmark(benchmark) if isinstance(benchmark, str) else benchmark
     path, fmt = spec.resolve_file(test_data_dir)
+    return iter_file(spec, path, fmt, limit=limit)
+
+
+def iter_questions_file(
+    benchmark: str | BenchmarkSpec, path: str | Path, *, limit: int | None = None
+) -> Iterator[dict]:
+    """Yield normalized rows of a run benchmark (source: run, e.g. train-questions) from the run's file."""
+    spec = get_benchmark(benchmark) if isinstance(benchmark, str) else benchmark
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"benchmark {spec.name}: questions file {path} does not exist")
+    return iter_file(spec, path, spec.files[0].format, limit=limit)
+
+
+def iter_file(spec: BenchmarkSpec, path: Path, fmt: str, *, limit: int | None = None) -> Iterator[dict]:
+    """Rows of one benchmark file in format `fmt`, read with the spec's field names (the first `limit` only)."""
     if fmt in ("jsonl", "json", "gaia_json"):
         records: Iterator[tuple[Any, str]] = _read_json_records(path)
     elif fmt == "frames_csv":
@@ -211,3 +227,9 @@ def load_benchmark(
     benchmark: str | BenchmarkSpec, test_data_dir: str | Path, *, limit: int | None = None
 ) -> list[dict]:
     return list(iter_benchmark(benchmark, test_data_dir, limit=limit))
+
+
+def load_questions_file(
+    benchmark: str | BenchmarkSpec, path: str | Path, *, limit: int | None = None
+) -> list[dict]:
+    return list(iter_questions_file(benchmark, path, limit=limit))

@@ -105,6 +105,7 @@ def build_card(
     tools_details: dict[str, Any] | None = None,
     editions: dict[str, str] | None = None,
     paper_edition: str | None = None,
+    in_distribution: bool = False,
 ) -> dict[str, Any]:
     """The protocol card of one (model, setting, benchmark) evaluation.
 
@@ -114,12 +115,15 @@ def build_card(
     `tools` names what the agents searched and read with (the backend, the search API, the reader; compared on
     resume); `tools_details` is the tool backend's own description (the web tools: record mode and folder, limits,
     allowlist), not compared: a replay may finish a recorded run. `editions` (sha256 -> edition) and `paper_edition` come from the benchmark's spec:
-    the card says which edition the file is, and whether it is the one the paper evaluated.
+    the card says which edition the file is, and whether it is the one the paper evaluated. `in_distribution`: the
+    questions are ones the model trained on (the benchmark section says `in_distribution: true`; absent otherwise).
     """
     bfile = Path(benchmark_file) if benchmark_file else None
     sha = file_sha256(bfile) if bfile and bfile.is_file() else None
     bench: dict[str, Any] = {"name": benchmark, "file": bfile.name if bfile else None, "sha256": sha}
     bench.update(benchmark_edition(sha, editions, paper_edition))
+    if in_distribution:  # only when true: cards of earlier runs (without the key) still resume
+        bench["in_distribution"] = True
     return {
         "model": {"name": model_name, **engine},
         "setting": setting,

@@ -20,6 +20,10 @@ tools.web.record_dir), so the run can be replayed without the network (tools.web
 pointing at those recordings). The protocol card names the tools (search API, reader), the recording, the judge
 and, for benchmarks with several editions (xBench-DeepSearch), the edition of the file the run read.
 
+A benchmark whose questions a run produces (train-questions: the RL training questions, in-distribution) reads
+them from --questions FILE. The direct-generation agent (agent.kind: direct) calls no tool: it runs without a
+retrieval server or web keys.
+
 Outputs: samples.jsonl (one row per question x sample), trajectories.jsonl, aggregate.json (metrics, stats,
 errors and the protocol card), protocol.json and config.yaml (the merged config of the run). For sealed
 benchmarks (xBench) only ids, hashes and scores are written.
@@ -70,6 +74,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--max-samples", type=int, help="evaluate only the first N questions (eval.max_samples)")
     p.add_argument(
+        "--questions",
+        metavar="FILE",
+        help="the questions file of a benchmark that a run produces (train-questions: the RL training questions, "
+        "JSONL rows with question and answer, as the train-data release or the SFT output's answerable.jsonl)",
+    )
+    p.add_argument(
         "--retry-errors", action="store_true", help="on resume, rerun samples that finished with an error"
     )
 
@@ -81,9 +91,20 @@ def default_setting(cfg: Config) -> str:
     return setting_label(cfg)
 
 
+#: how a recipe marks a model id the user must supply (e.g. a baseline whose checkpoint the paper does not name)
+REQUIRED_MODEL = "<required"
+
+
 def resolve_engine_config(cfg: Config, name: str) -> EngineConfig:
     if name in cfg.models:
-        return cfg.models[name]
+        ec = cfg.models[name]
+        if ec.model.startswith(REQUIRED_MODEL):
+            raise UserFacingError(
+                f"models.{name}.model is not set: the recipe says {ec.model!r}. Set it to the checkpoint's hub id "
+                f"or a local directory: edit the recipe, pass `--set models.{name}.model=ORG/NAME` to asearcher, or "
+                f"give Snakemake a second --configfile with `models: {{{name}: {{model: ORG/NAME}}}}`"
+            )
+        return ec
     if not cfg.models:
         return cfg.engine
     raise UserFacingError(
@@ -137,6 +158,8 @@ def web_record_dir(cfg: Config, out_dir: str | Path) -> Path | None:
 def tools_card(cfg: Config) -> dict[str, Any]:
     """What the protocol card says about the tools, compared on resume: the backend, the search API and the page
     reader (the web tools' own description, with its run-specific parts, goes to `tools_details`)."""
+    if uses_no_tools(cfg):
+        return {"backend": "none"}
     if cfg.tools.backend != "web":
         return {"backend": "local", "search": f"retrieval server /retrieve ({cfg.retrieval.backend})"}
     web = _web_cfg(cfg)
@@ -155,6 +178,13 @@ def tools_card(cfg: Config) -> dict[str, Any]:
     return card
 
 
+def uses_no_tools(cfg: Config) -> bool:
+    """The agent calls no tool (direct generation): no retrieval server, no web keys, NoTools."""
+    from asearcher.config.agent import TOOL_FREE_KINDS
+
+    return cfg.agent.kind in TOOL_FREE_KINDS
+
+
 def make_tools(cfg: Config, record_dir: str | Path | None = None) -> Any:
     """The configured tools: the web tools (recording into record_dir when given), or LocalTools over the
     retrieval server that RetrievalClient.discover() finds ($ASEARCHER_RETRIEVAL_URL, else the address files in
@@ -162,6 +192,10 @@ def make_tools(cfg: Config, record_dir: str | Path | None = None) -> Any:
     from asearcher.retrieval.client import NoRetrievalServerError, RetrievalClient
     from asearcher.tools.factory import make_tools as tool_backend
 
+    if uses_no_tools(cfg):
+        from asearcher.agent.direct_agent import NoTools
+
+        return NoTools()
     if cfg.tools.backend == "web":
         return tool_backend(cfg, record_dir=record_dir)
     try:
@@ -176,6 +210,8 @@ def make_tools(cfg: Config, record_dir: str | Path | None = None) -> Any:
 
 
 def retriever_info(cfg: Config) -> dict[str, Any]:
+    if uses_no_tools(cfg):
+        return {"backend": "none"}
     r = cfg.retrieval
     web = _web_cfg(cfg)
     if cfg.tools.backend == "web" and getattr(web, "search_url", None) != "local":
@@ -236,7 +272,7 @@ def engine_info(ec: EngineConfig) -> dict[str, Any]:
 async def evaluate(args: argparse.Namespace, cfg: Config) -> dict[str, Any]:
     from asearcher.eval.aggregate import seeds_for
     from asearcher.eval.judge import make_judge
-    from asearcher.eval.loaders import load_benchmark
+    from asearcher.eval.loaders import load_benchmark, load_questions_file
     from asearcher.eval.metrics import METRICS, MODEL_METRICS, parse_metric_list
     from asearcher.eval.protocol import build_card, check_resumable
     from asearcher.eval.registry import get_benchmark
@@ -256,9 +292,24 @@ async def evaluate(args: argparse.Namespace, cfg: Config) -> dict[str, Any]:
     if "judge" in spec.metrics and not cfg.eval.judge.enabled:
         log.warning("%s is scored with an LLM judge in the paper; eval.judge.enabled is false", spec.name)
 
-    test_dir = resolve_test_data(cfg, args.releases, spec.folder)
-    bench_file, _ = spec.resolve_file(test_dir)
-    rows = load_benchmark(spec, test_dir, limit=cfg.eval.max_samples)
+    questions = getattr(args, "questions", None)
+    if spec.source == "run":
+        if not questions:
+            raise UserFacingError(
+                f"benchmark {spec.name}: its questions are a file of the run (e.g. the RL training questions): "
+                "pass it with --questions FILE"
+            )
+        bench_file = Path(questions)
+        rows = load_questions_file(spec, bench_file, limit=cfg.eval.max_samples)
+    else:
+        if questions:
+            raise UserFacingError(
+                f"--questions is for benchmarks whose questions a run produces (e.g. train-questions); "
+                f"{spec.name} reads ASearcher-test-data (use --releases DIR)"
+            )
+        test_dir = resolve_test_data(cfg, args.releases, spec.folder)
+        bench_file, _ = spec.resolve_file(test_dir)
+        rows = load_benchmark(spec, test_dir, limit=cfg.eval.max_samples)
     if not rows:
         raise UserFacingError(f"benchmark {spec.name}: {bench_file} has no questions")
 
@@ -297,6 +348,7 @@ async def evaluate(args: argparse.Namespace, cfg: Config) -> dict[str, Any]:
             tools_details=tools.describe() if hasattr(tools, "describe") else None,
             editions=spec.editions,
             paper_edition=spec.paper_edition,
+            in_distribution=spec.in_distribution,
             judge=cfg.eval.judge.model if judge is not None else None,
             judge_details=judge.describe() if judge is not None else None,
             temperature=cfg.eval.temperature,

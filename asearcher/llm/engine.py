@@ -8,6 +8,10 @@ Interruptible generation (for asynchronous RL): `update_weights` may be called w
 An engine that supports it pauses decoding, swaps the weights, bumps `version`, and continues every in-flight
 request under the new weights; each generated token records the policy version that produced it
 (`GenerationResult.output_versions`). Engines that cannot (OpenAI endpoints) raise NotImplementedError.
+
+Weights arrive as a state dict, a path to an HF checkpoint dir, or an `asearcher.llm.weight_broadcast.BroadcastUpdate`
+(rl.weight_sync: broadcast): the engine joins the trainer's weight group and receives the version's buckets.
+Engines that can receive one say how in `weight_receiver()`.
 """
 
 from __future__ import annotations
@@ -79,9 +83,14 @@ class InferenceEngine(abc.ABC):
     async def agenerate(self, request: GenerationRequest) -> GenerationResult:
         """Generate a continuation of request.input_ids."""
 
-    async def update_weights(self, state_dict: dict[str, Any] | str, version: int) -> None:
-        """Load new weights (a state dict, or a path to an HF checkpoint dir) and set `version`."""
+    async def update_weights(self, state_dict: dict[str, Any] | str | Any, version: int) -> None:
+        """Load new weights (a state dict, a path to an HF checkpoint dir, or a BroadcastUpdate) and set `version`."""
         raise NotImplementedError(f"{type(self).__name__} does not support weight updates")
+
+    def weight_receiver(self) -> dict[str, Any] | None:
+        """How this engine joins a weight broadcast: {"ranks": receivers it brings (1, or its tensor-parallel
+        workers), "dtype": its weights' dtype name, "device": "cpu" | "cuda"}. None: it cannot receive one."""
+        return None
 
     async def aclose(self) -> None:  # noqa: B027 (optional hook: engines without resources keep it)
         """Release resources (threads, servers, GPU memory)."""

@@ -10,9 +10,11 @@ Sampling is per request: each request has its own `torch.Generator` seeded with 
 CPU, so a seeded request gives the same tokens whatever else is in the batch (up to float rounding of batched
 matmuls). Recorded logprobs follow `asearcher.llm.sampling` (log_softmax(logits / T) before top-p/top-k).
 
-Interruptible weight updates (asynchronous RL): `update_weights(state_dict | hf_dir, version)` may be called while
-requests are in flight. The worker applies it between two decode steps, sets `version`, re-prefills every in-flight
-sequence under the new weights and continues; `output_versions` records the version that produced each token.
+Interruptible weight updates (asynchronous RL): `update_weights(state_dict | hf_dir | BroadcastUpdate, version)` may
+be called while requests are in flight. A broadcast (rl.weight_sync: broadcast) is first received in a thread of its
+own into fresh buffers while decoding goes on (asearcher.llm.weight_broadcast); then, as for the other payloads, the
+worker applies it between two decode steps, sets `version`, re-prefills every in-flight sequence under the new
+weights and continues; `output_versions` records the version that produced each token.
 """
 
 from __future__ import annotations
@@ -145,6 +147,8 @@ class TransformersEngine(InferenceEngine):
         self._pending: list[_Seq] = []
         self._updates: list[tuple[Any, int, asyncio.AbstractEventLoop, asyncio.Future]] = []
         self._inflight: list[_Seq] = []  # the worker's current batch (read by `inflight()`)
+        # held while weights are copied in (weights_digest reads under it)
+        self._weights_lock = threading.Lock()
         self._paused = False
         self._idle = threading.Event()  # set while the worker is not inside a step
         self._closed = False
@@ -202,8 +206,14 @@ class TransformersEngine(InferenceEngine):
             seq.cancelled = True  # the worker drops it at the next step
             raise
 
-    async def update_weights(self, state_dict: dict[str, Any] | str, version: int) -> None:
+    async def update_weights(self, state_dict: dict[str, Any] | str | Any, version: int) -> None:
         """Load weights between two decode steps; in-flight requests continue under them (see module doc)."""
+        from asearcher.llm.weight_broadcast import BroadcastUpdate, receive_state_dict
+
+        if isinstance(state_dict, BroadcastUpdate):
+            # received off the decode thread (generation goes on meanwhile), swapped in between two steps below
+            device = self.device if state_dict.group.backend == "nccl" else "cpu"
+            state_dict = await asyncio.to_thread(receive_state_dict, state_dict, device)
         loop = asyncio.get_running_loop()
         fut = loop.create_future()
         with self._cond:
@@ -212,6 +222,22 @@ class TransformersEngine(InferenceEngine):
             self._updates.append((state_dict, int(version), loop, fut))
             self._cond.notify()
         await fut
+
+    def weight_receiver(self) -> dict[str, Any]:
+        from asearcher.llm.weight_broadcast import dtype_name
+
+        return {
+            "ranks": 1,
+            "dtype": dtype_name(self.dtype),
+            "device": "cuda" if self.device.startswith("cuda") else "cpu",
+        }
+
+    def weights_digest(self) -> str:
+        """sha256 of the loaded weights (asearcher.llm.weight_broadcast.digest): equal digests, equal bits."""
+        from asearcher.llm.weight_broadcast import digest
+
+        with self._weights_lock:
+            return digest(self.model.state_dict().items())
 
     async def pause(self) -> None:
         """Stop decoding after the current step (requests stay queued); returns once the worker is idle."""
@@ -281,6 +307,8 @@ class TransformersEngine(InferenceEngine):
                     self._version = version
                     stale = True
                     loop.call_soon_threadsafe(_resolve, fut, None)
+                # drop the received tensors now: an idle worker would hold a whole extra copy until it next wakes
+                updates = weights = None  # type: ignore[assignment]
                 if self._paused:
                     continue
                 if any(s.cancelled for s in batch):  # drop their cache rows too, keeping rows aligned
@@ -463,5 +491,6 @@ class TransformersEngine(InferenceEngine):
                 raise ValueError(
                     f"weight update: {k} has shape {tuple(v.shape)}, model has {tuple(own[k].shape)}"
                 )
-        for k, v in sd.items():
-            own[k].copy_(torch.as_tensor(v))
+        with self._weights_lock:
+            for k, v in sd.items():
+                own[k].copy_(torch.as_tensor(v))

@@ -18,6 +18,15 @@ or an HF checkpoint dir read in the actor), the prefix cache is reset (its KV wa
 `version` is bumped, and each interrupted request is resubmitted with prompt + tokens so far and the remaining
 token budget. Tokens of each segment record the version that produced them.
 
+Weights reach the workers in one of three forms: a state dict (through Ray and vLLM's RPC), an HF checkpoint dir
+(read in the actor), or a `BroadcastUpdate` (rl.weight_sync: broadcast), vLLM's path for external trainers: the
+engine is built with a worker extension (`WeightReceiverExtension`, `worker_extension_cls`), and
+`collective_rpc("asearcher_receive_weights", metadata)` has every worker (each tensor-parallel rank) join the
+trainer's weight group as rank `update.rank + its rank`, receive the bucketed NCCL broadcast (gloo when the trainer
+is on the CPU) and pass each bucket to `model.load_weights` as it arrives (asearcher.llm.weight_broadcast: the same
+layout, group and receive loop the transformers engine uses). The metadata travels as plain lists, which vLLM's RPC
+serializes without pickling.
+
 Logprobs: vLLM's `logprobs_mode="processed_logprobs"` returns log-probabilities after temperature scaling; this
 equals the suite's convention (log_softmax(logits / T), see asearcher.llm.sampling) when top_p = 1 and
 top_k = -1, which is how RL rollouts sample. With top-p/top-k set, vLLM reports the truncated distribution.
@@ -154,6 +163,34 @@ def _load_weights_on_worker(worker: Any, weights: Any) -> None:
     worker.model_runner.model.load_weights(weights=iter(items))
 
 
+def receive_on_worker(worker: Any, update: dict[str, Any]) -> int:
+    """Inside one vLLM worker: join the weight group as rank update.rank + the worker's rank (tensor parallel:
+    every rank receives the whole model, load_weights keeps its shard), load each bucket as it arrives. Returns
+    the number of tensors loaded."""
+    from asearcher.llm.weight_broadcast import join_group, receive_buckets, update_from_dict
+
+    u = update_from_dict(update)
+    rank = u.rank + int(getattr(worker, "rank", 0))
+    pg = join_group(u.group, rank)
+    device = str(worker.device) if u.group.backend == "nccl" else "cpu"
+    model = worker.model_runner.model
+    n = 0
+    for part in receive_buckets(pg, u.layout, device):
+        model.load_weights(weights=iter(part))
+        n += len(part)
+    return n
+
+
+class WeightReceiverExtension:
+    """vLLM worker extension (`worker_extension_cls`): methods vLLM mixes into its worker class, for collective_rpc."""
+
+    def asearcher_receive_weights(self, update: dict[str, Any]) -> int:
+        return receive_on_worker(self, update)
+
+
+WORKER_EXTENSION = f"{__name__}.WeightReceiverExtension"
+
+
 class VLLMEngineActorImpl:
     """The vLLM engine and the abort-and-continue logic; wrapped as a Ray actor by `VLLMEngineActor`."""
 
@@ -172,7 +209,16 @@ class VLLMEngineActorImpl:
         from vllm.v1.engine.async_llm import AsyncLLM
 
         engine_kwargs.setdefault("logprobs_mode", "processed_logprobs")
+        engine_kwargs.setdefault("worker_extension_cls", WORKER_EXTENSION)  # broadcast weight updates
         return AsyncLLM.from_engine_args(AsyncEngineArgs(model=model, **engine_kwargs))
+
+    def receiver_info(self) -> dict[str, Any]:
+        """How this engine joins a weight broadcast: one rank per tensor-parallel worker, in the model's dtype."""
+        from asearcher.llm.weight_broadcast import dtype_name
+
+        config = self.engine.model_config
+        tp = int(getattr(self.engine.vllm_config.parallel_config, "tensor_parallel_size", 1))
+        return {"ranks": tp, "dtype": dtype_name(config.dtype), "device": "cuda"}
 
     def _request(self, prompt: list[int], sp_kwargs: dict[str, Any]) -> tuple[Any, Any]:
         """vLLM's prompt and sampling objects; CUMULATIVE output so an aborted stream still has its tokens."""
@@ -234,12 +280,17 @@ class VLLMEngineActorImpl:
                 await self.engine.abort(running)
             while self._running:  # wait until every aborted stream has returned its partial output
                 await asyncio.sleep(0.01)
-            if isinstance(weights, str):
-                from asearcher.llm.transformers_engine import load_state_dict_from_dir
+            from asearcher.llm.weight_broadcast import BroadcastUpdate, update_to_dict
 
-                # off the event loop: in a rollout worker the agents and tools share it
-                weights = await asyncio.to_thread(load_state_dict_from_dir, weights)
-            await self.engine.collective_rpc(_load_weights_on_worker, args=(weights,))
+            if isinstance(weights, BroadcastUpdate):  # every worker receives the buckets and loads them
+                await self.engine.collective_rpc("asearcher_receive_weights", args=(update_to_dict(weights),))
+            else:
+                if isinstance(weights, str):
+                    from asearcher.llm.transformers_engine import load_state_dict_from_dir
+
+                    # off the event loop: in a rollout worker the agents and tools share it
+                    weights = await asyncio.to_thread(load_state_dict_from_dir, weights)
+                await self.engine.collective_rpc(_load_weights_on_worker, args=(weights,))
             await self.engine.reset_prefix_cache()
             self.version = version
         finally:
@@ -328,7 +379,14 @@ class VLLMEngine(InferenceEngine):
             res.text = self.tokenizer.decode(res.output_ids, skip_special_tokens=True)
         return res
 
-    async def update_weights(self, state_dict: dict[str, Any] | str, version: int) -> None:
+    def weight_receiver(self) -> dict[str, Any]:
+        if self._impl is not None:
+            return self._impl.receiver_info()
+        import ray
+
+        return ray.get(self._actor.receiver_info.remote())
+
+    async def update_weights(self, state_dict: dict[str, Any] | str | Any, version: int) -> None:
         if self._impl is not None:
             self._version = await self._impl.update_weights(state_dict, version)
         else:

@@ -112,8 +112,6 @@ def run(args: argparse.Namespace) -> int:
 
         require_tools_backend(cfg)
     rl = cfg.rl
-    if rl.weight_sync == "nccl":
-        raise UserFacingError("rl.weight_sync=nccl is not implemented; use object_store or disk")
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     cfg.dump(out / "config.yaml")

@@ -20,7 +20,12 @@ def search_label(cfg: Any) -> str:
 
 
 def setting_label(cfg: Any) -> str:
-    """The agent setting in result paths: <agent.kind>-<search backend>-top<topk>."""
+    """The agent setting in result paths: <agent.kind>-<search backend>-top<topk>; <agent.kind>-notools for an
+    agent that calls no tool (direct generation)."""
+    from asearcher.config.agent import TOOL_FREE_KINDS
+
+    if cfg.agent.kind in TOOL_FREE_KINDS:
+        return f"{cfg.agent.kind}-notools"
     return f"{cfg.agent.kind}-{search_label(cfg)}-top{cfg.agent.topk}"
 
 

@@ -26,7 +26,12 @@ GOLD: dict[str, str] = {
 
 def searches_before_answer(agent_cfg: Any) -> int:
     """Acts the policy spends searching: enough for the recipe's rule to accept an answer, and at least five
-    (so every trajectory is long: a search and a read per act)."""
+    (so every trajectory is long: a search and a read per act). Search-R1 (no read turns) searches until its last
+    turn; the direct agent has no tools and answers at once."""
+    if agent_cfg.kind == "direct":
+        return 0
+    if agent_cfg.kind == "search-r1":
+        return agent_cfg.max_turns - 1
     need = agent_cfg.min_searches
     if agent_cfg.kind == "asearcher-reasoning" and agent_cfg.answer_policy == "answer_phase":
         need = max(need, agent_cfg.answer_phase_docs)

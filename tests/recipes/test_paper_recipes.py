@@ -7,7 +7,8 @@ worker, no GPUs), the corpus (short passages of the mirror corpus behind a real 
 recipes search it too, since the web backend does not exist yet), the steps (one RL step of one group of two) and
 the questions (two per benchmark). The agent, reward, staleness, packing cap and evaluation settings are the
 recipe's own. Every trajectory is long (at least ten LLM calls), so a generation-budget defect (a fixed budget
-that stops fitting in the context once the prompt grows) fails here.
+that stops fitting in the context once the prompt grows) fails here; only the direct-generation recipes make their
+one call.
 """
 
 from __future__ import annotations
@@ -38,13 +39,24 @@ SMOKE_MODEL_SIZES = dict(
 
 
 def scaled(recipe: Path, model_dir: Path) -> list[str]:
-    """The scale-down overrides (see the module docstring); everything else stays as the recipe says."""
+    """The scale-down overrides (see the module docstring); everything else stays as the recipe says. A model id
+    the recipe leaves to the user (`<required ...>`, e.g. the Search-R1 checkpoints) is set, as a user would."""
+    from asearcher.eval.run import REQUIRED_MODEL
+
+    models = load_config(recipe).models
+    required = [
+        f"models.{n}.model={model_dir}" for n, m in models.items() if m.model.startswith(REQUIRED_MODEL)
+    ]
     return [
+        *required,
         "engine.kind=transformers",
         f"engine.model={model_dir}",
         "tools.backend=local",
         "retrieval.backend=bm25",
         "rl.backend=torch",
+        # the smoke's rollout engine is a scripted double without weights, so nothing could receive a broadcast
+        # (the recipes' default): the broadcast itself is tested with the real engine in tests/rl/test_weight_broadcast.py
+        "rl.weight_sync=object_store",
         "rl.trainer_gpus=0",
         "rl.rollout_gpus=0",
         "rl.rollout_workers=1",
@@ -185,5 +197,6 @@ def test_recipe_trains_and_evaluates_at_small_scale(
     samples = [json.loads(x) for x in (eval_out / "samples.jsonl").read_text().splitlines()]
     assert len(samples) == 2 * k and all(s["status"] == "ok" for s in samples)
     (engine,) = engines
-    assert len(engine.requests) >= 2 * k * 10  # every sample a long trajectory
+    # every sample a long trajectory (Search-R1: its 10 turns), but the direct agent's single call
+    assert len(engine.requests) >= 2 * k * (1 if agent_cfg.kind == "direct" else 10)
     assert all(_budget_ok(agent_cfg, n, b) for _, n, b in engine.requests), "a call got the wrong budget"

@@ -125,7 +125,8 @@ def test_eta0_matches_synchronous_loop(ray_local, tmp_path, sync_mode):
         assert [p.name for p in (tmp_path / "weight_updates").iterdir()] == [f"v{cfg.steps}"]
 
 
-def test_nccl_sync_is_a_clear_not_implemented(tmp_path):
+@pytest.mark.skipif(torch.cuda.is_available(), reason="with CUDA, weight_sync=nccl is the NCCL broadcast")
+def test_nccl_sync_without_cuda_is_a_clear_error(tmp_path):
     from asearcher.rl.system.weight_sync import WeightSync
 
     with pytest.raises(NotImplementedError, match="object_store"):

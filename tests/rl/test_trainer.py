@@ -8,7 +8,7 @@ import torch
 from asearcher.config import RLConfig
 from asearcher.rl.trainers import make_trainer
 from asearcher.rl.trainers.torch_backend import TorchTrainer
-from asearcher.rl.algo.types import TrainSequence
+from asearcher.rl.algo.logprobs import pad_batch, token_logprobs
 from tests.rl.support import make_tiny_model, random_groups
 
 
@@ -75,10 +75,10 @@ def test_proximal_recompute_and_behaviour_weights(model_dir):
 
     for st in groups[0].samples:
         for c in st.trajectory.llm_calls:
-            row = TrainSequence(
-                input_ids=c.input_ids + c.output_ids, loss_mask=[], behav_logprobs=[], versions=[], reward=0.0
-            )
-            lp = tr._recompute(tr.model, [row])[0]
+            with torch.no_grad():
+                lp = token_logprobs(tr.model, *pad_batch([c.input_ids + c.output_ids]), tr.cfg.temperature)[
+                    0
+                ][0]
             c.output_logprobs = lp[len(c.input_ids) :].tolist()
     m = tr.train_step(groups)
     assert m["behav_weight_mean"] == pytest.approx(1.0, abs=1e-5) and m["behav_masked_frac"] == 0

@@ -29,8 +29,17 @@ STAGES = {
     "train",
     "eval",
     "eval_web",
+    "sweep_train",
+    "sweep_runs",
+    "report_evaluation",
+    "report_training",
+    "report_sweep",
 }
-HEAVY = {"build_index", "sft", "synth", "train", "eval", "eval_web"}  # rules with a benchmark: directive
+# rules with a benchmark: directive
+HEAVY = {"build_index", "sft", "synth", "train", "eval", "eval_web", "sweep_train", "sweep_eval"}
+HEAVY |= {"report_evaluation", "report_training", "report_sweep"}
+RULES = STAGES | {"sweep_eval"}  # every rule of the rule files (sweep_eval: only when a sweep evaluates)
+NO_TORCH = {"fetch_data", "report_evaluation", "report_training", "report_sweep"}  # light envs
 
 
 def _env() -> dict[str, str]:
@@ -84,7 +93,7 @@ def _copy_workflow(dst: Path) -> Path:
     """The files `snakemake` reads, in a fresh working directory (the asearcher package comes from the install)."""
     dst.mkdir(parents=True, exist_ok=True)
     shutil.copy2(REPO / "Snakefile", dst / "Snakefile")
-    for d in ("workflow", "configs"):
+    for d in ("workflow", "configs", "notebooks"):
         shutil.copytree(REPO / d, dst / d)
     return dst
 
@@ -156,7 +165,11 @@ def test_paper_recipe_dry_runs_with_slurm_profile(recipe, tmp_path):
     if not yaml.safe_load(recipe.read_text()).get("rl", {}).get("enabled", True):
         # an evaluation-only recipe (eval-*.yaml): released models x benchmarks, nothing trained or indexed
         assert recipe.stem.startswith("eval-") and "eval" in jobs
-        assert not {"train", "sft", "build_index", "synth"} & jobs, jobs
+        from asearcher.config import load_config
+
+        # indexed only when its agents search the local corpus (the local-setting recipes of Table 2)
+        indexed = load_config(recipe).retrieval.enabled
+        assert not ({"train", "sft", "synth"} | (set() if indexed else {"build_index"})) & jobs, jobs
         return
     assert {"train", "eval"} <= jobs
     # the training job asks SLURM for the recipe's GPUs across nodes
@@ -320,8 +333,9 @@ def test_every_stage_has_its_conda_env():
     from packaging.requirements import Requirement
 
     envs = _rule_envs()
-    assert set(envs) == STAGES
+    assert set(envs) == RULES
     assert envs.pop("merged_config") is None  # a `run:` block in the Snakemake process
+    assert envs.pop("sweep_runs") is None  # writes runs.json in the Snakemake process
     assert len(set(envs.values())) > 3, "stages whose needs differ get different environments"
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     pins = {Requirement(d).name: Requirement(d).specifier for d in project["dependencies"]}
@@ -338,9 +352,20 @@ def test_every_stage_has_its_conda_env():
                 assert req.specifier == pins[req.name], (env_file.name, line, str(pins[req.name]))
         java = "openjdk=21" in spec["dependencies"]
         assert java == (
-            rule in {"build_index", "retrieval_check", "sft", "synth", "train", "eval", "eval_web"}
+            rule
+            in {
+                "build_index",
+                "retrieval_check",
+                "sft",
+                "synth",
+                "train",
+                "eval",
+                "eval_web",
+                "sweep_train",
+                "sweep_eval",
+            }
         ), rule
-        assert any(Requirement(x).name == "torch" for x in pip) == (rule != "fetch_data"), rule
+        assert any(Requirement(x).name == "torch" for x in pip) == (rule not in NO_TORCH), rule
 
 
 @pytest.mark.skipif(importlib.util.find_spec("snakefmt") is None, reason="snakefmt is not installed")

@@ -15,6 +15,7 @@ from snakemake.utils import validate
 sys.path.insert(0, workflow.basedir)  # the asearcher package, also when not pip-installed
 
 from asearcher.config import config_from_dict  # noqa: E402
+from asearcher.config.agent import TOOL_FREE_KINDS  # noqa: E402
 from asearcher.config.checks import require_consistent  # noqa: E402
 from asearcher.tools.factory import setting_label  # noqa: E402
 
@@ -58,7 +59,8 @@ BENCHMARKS = "logs/benchmarks"
 #   rl         the RL stage (train)
 #   eval       evaluation of `models` x `eval.benchmarks`
 #   synth      QA synthesis (RL trains on its output when rl.train_source says so)
-STAGES = ("retrieval", "rl.sft", "rl", "eval", "synth")
+#   report     the report notebooks (rules/report.smk: tables and figures under results/report/)
+STAGES = ("retrieval", "rl.sft", "rl", "eval", "synth", "report")
 
 
 def enabled(section):
@@ -71,7 +73,8 @@ def enabled(section):
     return bool(node.enabled)
 
 
-if CFG.tools.backend == "local" and not enabled("retrieval"):
+# (an agent that calls no tool, e.g. direct generation, needs no retrieval server)
+if CFG.tools.backend == "local" and not enabled("retrieval") and CFG.agent.kind not in TOOL_FREE_KINDS:
     raise ValueError(
         "config: retrieval.enabled is false, but tools.backend 'local' searches the local retrieval server "
         "(set retrieval.enabled to true or null, or tools.backend to 'web')"
@@ -112,6 +115,8 @@ STAGE_SECTIONS = {
     "eval": ("eval", "agent", "retrieval"),
     "eval_web": ("eval", "agent", "retrieval", "tools"),
     "synth": ("synth", "engine", "retrieval"),
+    "report_evaluation": ("report", "models", "eval", "agent", "tools"),
+    "report_training": ("report", "rl", "synth"),
 }
 
 
@@ -124,6 +129,10 @@ def _sections_hash(dump, names):
         section = dict(dump.get(name) or {})
         if name in ("retrieval", "rl", "eval", "synth"):
             section.pop("enabled", None)
+        # in_distribution*: they add and size the train-questions evaluation only (its params carry the count)
+        if name == "eval":
+            section.pop("in_distribution", None)
+            section.pop("in_distribution_questions", None)
         blob[name] = section
     return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:12]
 
@@ -336,6 +345,54 @@ def local_web_targets():
     return [f"{R}/eval/{EVAL_MODELS[0]}/{LOCAL_WEB_SETTING}/{CFG.eval.benchmarks[0]}/aggregate.json"]
 
 
+# ---- in-distribution evaluation (eval.in_distribution; rules/eval.smk) ------------------------------------------
+# Every evaluated model also on the questions RL trained on: the benchmark train-questions, read from the file RL
+# trains on (the first eval.in_distribution_questions of it), with the agent as trained.
+TRAIN_QUESTIONS = "train-questions"
+IN_DISTRIBUTION_EVAL = enabled("eval") and enabled("rl") and CFG.eval.in_distribution and bool(EVAL_MODELS)
+# What RL trains on (the first file of rl_train_file): the synthesized questions when it trains on those only, the
+# SFT output (its answerable.jsonl) with rl.sft.rl_on_answerable, else rl.train_file of the train-data release.
+if CFG.rl.train_source == "synthesized":
+    TRAIN_QUESTIONS_SOURCE = f"{RUN}/synth/train.jsonl"
+elif RL_ON_ANSWERABLE:
+    TRAIN_QUESTIONS_SOURCE = f"{RUN}/sft/model"
+else:
+    TRAIN_QUESTIONS_SOURCE = TRAIN_DATA
+
+
+def train_questions_file(source):
+    """The questions file inside a TRAIN_QUESTIONS_SOURCE (a directory or a release manifest) or the file itself."""
+    if source == f"{RUN}/sft/model":
+        return os.path.join(source, "answerable.jsonl")
+    if source == TRAIN_DATA:
+        return _release_file(source, CFG.rl.train_file)
+    return source
+
+
+def in_distribution_targets():
+    """get_final_outputs: train-questions x every evaluated model, when IN_DISTRIBUTION_EVAL."""
+    if not IN_DISTRIBUTION_EVAL:
+        return []
+    return expand(f"{R}/eval/{{model}}/{SETTING}/{TRAIN_QUESTIONS}/aggregate.json", model=EVAL_MODELS)
+
+
+def eval_questions_input(wildcards):
+    """eval: the file RL trains on for train-questions; nothing for the paper's benchmarks (test data)."""
+    return [TRAIN_QUESTIONS_SOURCE] if wildcards.benchmark == TRAIN_QUESTIONS else []
+
+
+def eval_questions_args(wildcards, input):
+    """eval: for train-questions, --questions FILE, the question count and the agent as trained; nothing for the
+    paper's benchmarks."""
+    if wildcards.benchmark != TRAIN_QUESTIONS:
+        return ""
+    questions = train_questions_file(input.questions[0])
+    return (
+        f"--questions {questions} --max-samples {CFG.eval.in_distribution_questions} "
+        "--set eval.agent.defaults=agent"
+    )
+
+
 # ---- targets ----------------------------------------------------------------------------------------------------
 def get_final_outputs():
     """The targets of the `all` rule (the product of every enabled stage)."""
@@ -355,23 +412,74 @@ def get_final_outputs():
             benchmark=CFG.eval.benchmarks,
         )
         outs += local_web_targets()
+        outs += in_distribution_targets()  # train-questions, with eval.in_distribution
+    outs += sweep_outputs()  # rules/sweep.smk: runs.json of the sweeps the config's `sweeps:` lists
+    if enabled("report"):  # last: the report reads the targets above (rules/report.smk)
+        outs += report_targets(outs)
     return outs
 
 
 # ---- cluster resources ------------------------------------------------------------------------------------------
-def _gpu_resources(gpus_per_job, nodes, runtime):
-    """SLURM resources for a GPU job; CPU-only jobs ask for nothing beyond the defaults."""
+# What a job asks SLURM for, in the resources snakemake-executor-plugin-slurm reads (slurm/profile.v9+.yaml adds
+# memory and CPUs per rule; partition and account are the user's own settings). Each is a function of a config, so
+# that a sweep run (rules/sweep.smk) asks for what its own config needs.
+def _gpu_resources(gpus_per_job, nodes, runtime, gpus_per_node=None):
+    """SLURM resources for a GPU job; CPU-only jobs ask for nothing beyond the defaults.
+
+    One node: `gpu` (sbatch --gpus=N; the plugin's job step that runs the command gets them too). Several nodes
+    (the training job): `gres` per node and one task per node, with `mpi` set so that the plugin runs the command in
+    the batch script itself rather than inside one single-task step: ray_on_slurm.sh then starts a Ray worker on
+    every node with srun. `tasks_per_gpu: 0` keeps the plugin from turning the task count into --ntasks-per-gpu.
+    """
     res = {"runtime": runtime}
-    if gpus_per_job > 0:
-        per_node = min(gpus_per_job, CFG.cluster.gpus_per_node)
-        res.update(nodes=nodes, tasks=nodes, gpu=gpus_per_job, gres=f"gpu:{per_node}")
+    if gpus_per_job <= 0:
+        return res
+    if nodes <= 1:
+        res.update(nodes=1, gpu=gpus_per_job)
+    else:
+        per_node = min(gpus_per_job, gpus_per_node or CFG.cluster.gpus_per_node)
+        res.update(nodes=nodes, tasks=nodes, tasks_per_gpu=0, mpi="srun", gres=f"gpu:{per_node}")
     return res
 
 
-TRAIN_RESOURCES = _gpu_resources(
-    CFG.rl.trainer_gpus + CFG.rl.rollout_gpus, CFG.cluster.train_nodes, CFG.cluster.train_runtime_min
-)
-EVAL_RESOURCES = _gpu_resources(CFG.cluster.eval_gpus, 1, CFG.cluster.eval_runtime_min)
+def train_resources(cfg):
+    """The training job: the trainer's and the rollout engines' GPUs across cluster.train_nodes nodes."""
+    gpus = cfg.rl.trainer_gpus + cfg.rl.rollout_gpus
+    cluster = cfg.cluster
+    return _gpu_resources(gpus, cluster.train_nodes, cluster.train_runtime_min, cluster.gpus_per_node)
+
+
+def model_eval_gpus(cfg, engine):
+    """GPUs of an evaluation job, by the evaluated model's engine: a vLLM engine's tensor parallelism, one device
+    for an in-process transformers model when cluster.eval_gpus allows GPUs, none for an OpenAI-compatible endpoint.
+    """
+    if engine.kind == "vllm":
+        return engine.tensor_parallel_size
+    if engine.kind == "transformers":
+        return min(cfg.cluster.eval_gpus, 1)
+    return 0
+
+
+def eval_resources(cfg, engine):
+    """An evaluation job of `engine`'s model: one node (the same keys for every model, so one rule serves all)."""
+    res = {"nodes": 1, "gpu": 0}
+    res.update(_gpu_resources(model_eval_gpus(cfg, engine), 1, cfg.cluster.eval_runtime_min))
+    return res
+
+
+EVAL_RESOURCE_KEYS = ("runtime", "nodes", "gpu")
+
+
+def _eval_resource(key):
+    def resource(wildcards):
+        return eval_resources(CFG, CFG.models.get(wildcards.model, CFG.engine))[key]
+
+    return resource
+
+
+TRAIN_RESOURCES = train_resources(CFG)
+# sized per model (the rules' wildcard `model`)
+EVAL_RESOURCES = {key: _eval_resource(key) for key in EVAL_RESOURCE_KEYS}
 INDEX_RESOURCES = _gpu_resources(CFG.cluster.index_gpus, 1, 240)
 # synth calls served models (OpenAI-compatible endpoints) at paper scale, or the CPU engine: no GPU of its own.
 SYNTH_RESOURCES = _gpu_resources(0, 1, CFG.cluster.synth_runtime_min)

@@ -1,5 +1,12 @@
 # Evaluation (eval.enabled): model x benchmark, each with the retrieval server around it. Outputs per-sample rows
 # and an aggregate JSON carrying the protocol card under results/eval/<model>/<setting>/<benchmark>/.
+#
+# With eval.in_distribution, every model is also evaluated on the questions RL trained on: the benchmark
+# train-questions (asearcher/eval/benchmarks/train-questions.yaml, flagged in-distribution in its protocol card), read
+# from the file RL trains on, the first eval.in_distribution_questions of it, with the agent as it was trained
+# (eval.agent.defaults: agent, e.g. the training prompt's validity note instead of the eval prompt's; keys set in
+# eval.agent still win). The CPU default's tiny model scores zero on the test questions; on these the difference RL
+# made shows. Its helpers (eval_questions_input, eval_questions_args) are in common.smk.
 
 
 rule eval:
@@ -7,6 +14,7 @@ rule eval:
         **RETRIEVAL_INPUTS,
         model=eval_model_input,
         test=TEST_DATA,
+        questions=eval_questions_input,
         cfg=config_input("eval"),
     output:
         f"{R}/eval/{{model}}/{SETTING}/{{benchmark}}/aggregate.json",
@@ -23,11 +31,12 @@ rule eval:
         outdir=output_dir,
         releases=releases_dir,
         setting=SETTING,
+        questions=eval_questions_args,
         cfg_hash=config_hash("eval"),
     shell:
         "{params.wrap} asearcher --no-progress eval --config {input.cfg} --model {wildcards.model} "
-        "--benchmark {wildcards.benchmark} --setting {params.setting} --releases {params.releases} "
-        "--output {params.outdir} > {log} 2>&1"
+        "--benchmark {wildcards.benchmark} {params.questions} --setting {params.setting} "
+        "--releases {params.releases} --output {params.outdir} > {log} 2>&1"
 
 
 # The web setting on the local web (common.smk: LOCAL_WEB_EVAL): the same evaluation with the web tools pointed at

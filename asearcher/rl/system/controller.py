@@ -5,8 +5,8 @@ One asyncio loop in the driver:
   2. collect finished groups; dynamic filtering drops all-equal-reward groups (more questions are drawn);
   3. once `batch_size` groups are ready and the trainer is free, train on them in a thread (so rollouts keep
      flowing), sorted by question draw number so the update does not depend on completion order;
-  4. publish the new weights and push them to every worker (interruptible on the engine side), bump the
-     version, checkpoint every `checkpoint_every` steps, log the step.
+  4. push the new weights to every worker (rl.weight_sync: object store, disk or an in-memory broadcast;
+     interruptible on the engine side), bump the version, checkpoint every `checkpoint_every` steps, log the step.
 
 A dead worker (RayActorError) is replaced by a fresh actor that gets the current weights; its in-flight
 questions are re-run there with the same seeds. With eta = 0 the loop is synchronous RL, and because
@@ -102,7 +102,15 @@ class Controller:
             for k, v in resume_state.get("counters", {}).items():
                 self.counters[k] = v
             self.staleness.rejected = int(self.counters["groups_filtered"])
-        self.sync = WeightSync(cfg.weight_sync, self.output_dir)
+        self.sync = WeightSync(
+            cfg.weight_sync,
+            self.output_dir,
+            bucket_mb=cfg.weight_sync_bucket_mb,
+            timeout_s=cfg.weight_sync_timeout_s,
+        )
+        # set while no train_step runs: a broadcast to a replaced worker reads the trainer's live weights
+        self._trainer_idle = asyncio.Event()
+        self._trainer_idle.set()
         self.slots: list[_Slot] = []
         self.ready: list[Group] = []  # accepted, not yet trained (completion order)
         self.tasks: dict[asyncio.Future, _Task] = {}
@@ -123,11 +131,20 @@ class Controller:
 
     # ---- workers -----------------------------------------------------------------------------------
     async def _start_workers(self) -> None:
-        self.sync.publish(self.trainer, self.version)
         self.slots = [_Slot(i, self.spawn_worker(i)) for i in range(self.cfg.rollout_workers)]
-        await asyncio.gather(
-            *(s.handle.update_weights.remote(self.sync.current, self.version) for s in self.slots)
-        )
+        await self._push_weights(self.version)
+
+    async def _push_weights(self, version: int) -> None:
+        """Bring every worker to the trainer's weights as `version`; a worker that died on the way is replaced."""
+        handles = [s.handle for s in self.slots]
+        results = await self.sync.push(self.trainer, version, handles)
+        for slot, handle, r in zip(self.slots, handles, results, strict=True):
+            if isinstance(r, RayActorError):
+                # unless replaced meanwhile (by a failed run_group); its failed run_group calls get re-queued
+                if slot.handle is handle:
+                    await self._restart_worker(slot)
+            elif isinstance(r, BaseException):
+                raise r
 
     async def _restart_worker(self, slot: _Slot) -> None:
         import ray
@@ -140,7 +157,12 @@ class Controller:
         slot.handle = self.spawn_worker(slot.index)
         slot.generation += 1
         self.counters["worker_restarts"] += 1
-        await slot.handle.update_weights.remote(self.sync.current, self.version)
+        if self.sync.needs_every_worker:
+            # a new broadcast group: every worker joins it and gets the trainer's weights, read between steps
+            await self._trainer_idle.wait()
+            await self._push_weights(int(self.trainer.version))
+        else:
+            await self.sync.catch_up(self.trainer, slot.handle)
 
     def _submit(self, q: dict[str, Any], submit_version: int) -> None:
         slot = min(self.slots, key=lambda s: (len(s.in_flight), s.index))
@@ -211,7 +233,11 @@ class Controller:
         train_version = self.version
         batch.sort(key=lambda g: g.meta["index"])  # completion order must not change the update
         t0 = time.perf_counter()
-        stats = await asyncio.to_thread(self.trainer.train_step, batch)
+        self._trainer_idle.clear()
+        try:
+            stats = await asyncio.to_thread(self.trainer.train_step, batch)
+        finally:
+            self._trainer_idle.set()
         train_s = time.perf_counter() - t0
         self.counters["trainer_busy_s"] += train_s
         new_version = int(self.trainer.version)
@@ -222,16 +248,7 @@ class Controller:
         if self.rollout_log is not None:  # before the step's checkpoint; a redone step rewrites its file
             await asyncio.to_thread(self.rollout_log.write, train_version, batch)
         t1 = time.perf_counter()
-        self.sync.publish(self.trainer, new_version)
-        results = await asyncio.gather(
-            *(s.handle.update_weights.remote(self.sync.current, new_version) for s in self.slots),
-            return_exceptions=True,
-        )
-        for slot, r in zip(self.slots, results, strict=False):
-            if isinstance(r, RayActorError):
-                await self._restart_worker(slot)  # its failed run_group calls get re-queued when collected
-            elif isinstance(r, BaseException):
-                raise r
+        await self._push_weights(new_version)
         self.version = new_version
         sync_s = time.perf_counter() - t1
         row: dict[str, Any] = {"step": new_version, "version": new_version}
@@ -350,3 +367,4 @@ class Controller:
                 pass
             ray.kill(s.handle, no_restart=True)
         self.slots = []
+        self.sync.close()

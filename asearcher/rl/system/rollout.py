@@ -150,8 +150,23 @@ class RolloutWorkerImpl:
         }
 
     async def update_weights(self, weights: Any, version: int) -> int:
+        """weights: a state dict, an HF dir, or a BroadcastUpdate (rl.weight_sync: broadcast), see WeightSync."""
+        from asearcher.rl.system.weight_sync import StoredWeights
+
+        if isinstance(weights, StoredWeights):  # object store: views of the shared bytes, no copy
+            weights = weights.tensors()
         await self.c.engine.update_weights(weights, version)
         return self.c.engine.version
+
+    def weight_receiver(self) -> dict[str, Any] | None:
+        """How the engine joins a weight broadcast (ranks, dtype, device), None when it cannot."""
+        get = getattr(self.c.engine, "weight_receiver", None)
+        return get() if get is not None else None
+
+    def weights_digest(self) -> str | None:
+        """sha256 of the engine's loaded weights (checks that every worker holds the trainer's bits)."""
+        get = getattr(self.c.engine, "weights_digest", None)
+        return get() if get is not None else None
 
     async def _run_one(self, q: dict[str, Any], k: int) -> ScoredTrajectory:
         seed = traj_seed(self.base_seed, q["index"], k)

@@ -12,13 +12,13 @@ world size to keep the global weighted sum. ZeRO-3 gathers parameters collective
 rank runs the same number of micro-batches (short ranks run empty ones with zero loss).
 
 torch.distributed is initialised from env (MASTER_ADDR/MASTER_PORT/RANK/WORLD_SIZE) set by the driver; the
-rank-0 actor picks the port. Weights are gathered from the ZeRO partitions for get_weights / save_hf.
+rank-0 actor picks the port. Weights are gathered from the ZeRO partitions for get_weights / save_hf and the
+in-memory broadcast to the engines (deepspeed_weights.DeepSpeedRankWeights).
 `deepspeed` is imported only inside the workers (it is an optional GPU dependency).
 """
 
 from __future__ import annotations
 
-import logging
 import os
 import socket
 import time
@@ -29,20 +29,19 @@ import numpy as np
 import torch
 
 from asearcher.config import RLConfig
+from asearcher.llm.weight_broadcast import BucketLayout, GroupSpec, TensorMeta
 from asearcher.rl.algo.batching import (
     build_sequences,
     split_microbatches,
     split_minibatches,
     staleness_metrics,
 )
-from asearcher.rl.algo.logprobs import pad_batch, token_logprobs
+from asearcher.rl.algo.logprobs import loss_positions, pad_batch, token_logprobs
 from asearcher.rl.algo.loss import LossStats, decoupled_ppo_loss, token_weights
 from asearcher.rl.algo.types import Group, TrainSequence
 from asearcher.rl.trainers.base import STATE_FILE, Trainer, seed_everything
-from asearcher.utils.atomic import atomic_dir
+from asearcher.rl.trainers.deepspeed_weights import DeepSpeedRankWeights
 from asearcher.utils.placement import Reservation, actor_options
-
-log = logging.getLogger(__name__)
 
 
 def ds_config(cfg: RLConfig, *, cuda: bool) -> dict[str, Any]:
@@ -113,7 +112,7 @@ def deal_trajectories(seqs: list[TrainSequence], world: int) -> list[list[TrainS
     return out
 
 
-class DeepSpeedWorker:
+class DeepSpeedWorker(DeepSpeedRankWeights):
     """One rank. Created as a Ray actor by DeepSpeedTrainer (the class is wrapped with ray.remote there)."""
 
     def __init__(self, rank: int, world: int, model_path: str, cfg_dict: dict, seed: int):
@@ -176,8 +175,9 @@ class DeepSpeedWorker:
     # ---- compute ------------------------------------------------------------------------------------------
     def _lp(self, model, seqs, grad: bool, entropy: bool = False):
         ids, att = pad_batch([s.input_ids for s in seqs], device=self.device)
+        pos = loss_positions(seqs, ids.shape, self.device)  # the loss reads no other position
         with torch.set_grad_enabled(grad):
-            return token_logprobs(model, ids, att, self.cfg.temperature, with_entropy=entropy)
+            return token_logprobs(model, ids, att, self.cfg.temperature, with_entropy=entropy, positions=pos)
 
     def _micro_plan(self, seqs: list[TrainSequence], n_micro: int | None) -> list[list[int]]:
         plan = split_microbatches(seqs, self.cfg.max_tokens_per_mb)
@@ -257,43 +257,7 @@ class DeepSpeedWorker:
             "lr": float(eng.get_lr()[0]),
         }
 
-    # ---- weights / checkpoints ----------------------------------------------------------------------------
-    def state_dict(self) -> dict[str, torch.Tensor] | None:
-        """Full weights (float32, CPU) on rank 0; None elsewhere. Collective under ZeRO-3."""
-        import deepspeed
-
-        model = self.engine.module
-        params = list(model.parameters())
-        if self.cfg.zero_stage == 3:
-            with deepspeed.zero.GatheredParameters(params, modifier_rank=None):
-                sd = (
-                    {k: v.detach().float().cpu().clone() for k, v in model.state_dict().items()}
-                    if self.rank == 0
-                    else None
-                )
-        else:
-            sd = (
-                {k: v.detach().float().cpu().clone() for k, v in model.state_dict().items()}
-                if self.rank == 0
-                else None
-            )
-        return sd
-
-    def save_hf(self, path: str) -> bool:
-        sd = self.state_dict()
-        if self.rank == 0:
-            from transformers import AutoModelForCausalLM, AutoTokenizer
-
-            with atomic_dir(path) as tmp:
-                model = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=torch.float32)
-                model.load_state_dict(sd)
-                model.save_pretrained(tmp)
-                try:
-                    AutoTokenizer.from_pretrained(self.model_path).save_pretrained(tmp)
-                except Exception as e:  # a weights-only source dir
-                    log.warning("no tokenizer saved with %s: %s", path, e)
-        return True
-
+    # ---- checkpoints (weights: DeepSpeedRankWeights) -------------------------------------------------------
     def save(self, path: str, client_state: dict) -> bool:
         self.engine.save_checkpoint(path, tag="step", client_state=client_state)
         return True
@@ -438,6 +402,24 @@ class DeepSpeedTrainer(Trainer):
         import ray
 
         ray.get([w.save_hf.remote(str(path)) for w in self.workers])
+
+    def save_weights(self, path: str | Path) -> None:
+        import ray
+
+        ray.get([w.save_hf.remote(str(path), False) for w in self.workers])
+
+    def weight_metas(self) -> list[TensorMeta]:
+        import ray
+
+        return ray.get(self.workers[0].weight_metas.remote())
+
+    def weight_device(self) -> str:
+        return "cuda" if self.cfg.trainer_gpus > 0 else "cpu"
+
+    def send_weights(self, group: GroupSpec, layout: BucketLayout) -> int:
+        import ray
+
+        return ray.get([w.send_weights.remote(group, layout) for w in self.workers])[0]
 
     def save(self, path: str | Path) -> None:
         import ray

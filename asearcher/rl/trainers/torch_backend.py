@@ -3,26 +3,28 @@
 One train_step = pack trajectories into token sequences (algo.packing) -> advantages (algo.advantages) -> recompute
 proximal logprobs with the current weights, no grad (algo.logprobs) -> decoupled PPO loss (algo.loss) over
 `ppo_minibatches` minibatches, each accumulated over token-bounded micro-batches -> gradient clipping -> AdamW
-step. Weights stay in float32 (this backend targets CPU and small GPUs; use the DeepSpeed backend at scale).
+step. Weights stay in float32 (this backend targets CPU and small GPUs; use the DeepSpeed backend at scale); what
+leaves for the engines (save_hf, save_weights, the broadcast's wire dtype) is in the source model's dtype.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from asearcher.config import RLConfig
+from asearcher.llm.weight_broadcast import unique_tensors
 from asearcher.rl.algo.batching import (
     build_sequences,
     split_microbatches,
     split_minibatches,
     staleness_metrics,
 )
-from asearcher.rl.algo.logprobs import pad_batch, token_logprobs
+from asearcher.rl.algo.logprobs import loss_positions, pad_batch, token_logprobs
 from asearcher.rl.algo.loss import LossStats, decoupled_ppo_loss, token_weights
 from asearcher.rl.algo.types import Group, TrainSequence
 from asearcher.rl.trainers.base import (
@@ -33,6 +35,7 @@ from asearcher.rl.trainers.base import (
     rng_state,
     seed_everything,
     set_rng_state,
+    source_dtype,
     warmup_lambda,
 )
 from asearcher.utils.atomic import atomic_dir
@@ -49,6 +52,7 @@ class TorchTrainer(Trainer):
         self.seed = seed
         self.version = 0
         self.model_path = str(model_path)
+        self.save_dtype = source_dtype(self.model_path)  # exports keep the model's dtype (bf16 stays bf16)
         seed_everything(seed)
         self.model = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=torch.float32).to(
             self.device
@@ -78,10 +82,9 @@ class TorchTrainer(Trainer):
     # ---- helpers --------------------------------------------------------------------------------------------
     def _logprobs(self, model, seqs: Sequence[TrainSequence], grad: bool, entropy: bool = False):
         ids, att = pad_batch([s.input_ids for s in seqs], device=self.device)
-        if grad:
-            return token_logprobs(model, ids, att, self.cfg.temperature, with_entropy=entropy)
-        with torch.no_grad():
-            return token_logprobs(model, ids, att, self.cfg.temperature, with_entropy=entropy)
+        pos = loss_positions(seqs, ids.shape, self.device)  # the loss reads no other position
+        with torch.set_grad_enabled(grad):
+            return token_logprobs(model, ids, att, self.cfg.temperature, with_entropy=entropy, positions=pos)
 
     def _recompute(self, model, seqs: Sequence[TrainSequence]) -> list[torch.Tensor]:
         """Per-sequence logprobs under `model` (no grad), micro-batched."""
@@ -182,11 +185,41 @@ class TorchTrainer(Trainer):
         # clone: on CPU .cpu() aliases the live parameters, which the optimizer then mutates in place
         return {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
 
+    def iter_weights(self) -> Iterator[tuple[str, torch.Tensor]]:
+        # the live tensors, no copy: the controller never sends while a train_step runs
+        return unique_tensors(self.model.state_dict().items())
+
+    def weight_device(self) -> str:
+        return self.device.type
+
+    def _save_model(self, path: Path) -> None:
+        """The weights (in save_dtype; tied tensors stay shared, so written once) and config.json."""
+        dtype = self.save_dtype
+        cast: dict[tuple, torch.Tensor] = {}
+        sd = {}
+        for k, v in self.model.state_dict().items():
+            key = (v.untyped_storage().data_ptr(), v.storage_offset(), tuple(v.shape))
+            if key not in cast:
+                cast[key] = v.detach().to("cpu", dtype)
+            sd[k] = cast[key]
+        self.model.save_pretrained(path, state_dict=sd)
+        # save_pretrained writes the dtype of the live (float32) parameters into config.json: correct it
+        config = self.model.config
+        old, config.dtype = config.dtype, dtype
+        try:
+            config.save_pretrained(path)
+        finally:
+            config.dtype = old
+
     def save_hf(self, path: str | Path) -> None:
         with atomic_dir(path) as tmp:
-            self.model.save_pretrained(tmp)
+            self._save_model(tmp)
             if self.tokenizer is not None:
                 self.tokenizer.save_pretrained(tmp)
+
+    def save_weights(self, path: str | Path) -> None:
+        with atomic_dir(path) as tmp:
+            self._save_model(tmp)
 
     def save(self, path: str | Path) -> None:
         with atomic_dir(path) as tmp:

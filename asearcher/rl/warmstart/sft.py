@@ -42,7 +42,7 @@ from asearcher.agent.trajectory import Trajectory
 from asearcher.config import SFTConfig, load_config
 from asearcher.errors import UserFacingError
 from asearcher.rl.algo.batching import split_microbatches
-from asearcher.rl.algo.logprobs import pad_batch, token_logprobs
+from asearcher.rl.algo.logprobs import loss_positions, pad_batch, token_logprobs
 from asearcher.rl.algo.packing import pack_trajectory
 from asearcher.rl.algo.types import TrainSequence
 from asearcher.rl.trainers.base import seed_everything
@@ -111,11 +111,9 @@ def train_sft(
             for micro in split_microbatches(batch, max_tokens_per_mb):
                 ms = [batch[i] for i in micro]
                 ids, att = pad_batch([s.input_ids for s in ms], device=device)
-                lp, _ = token_logprobs(model, ids, att, 1.0)
-                mask = torch.zeros_like(lp)
-                for r, s in enumerate(ms):
-                    mask[r, : len(s.loss_mask)] = torch.tensor(s.loss_mask, dtype=lp.dtype)
-                loss = -(lp * mask).sum() / n_tok
+                pos = loss_positions(ms, ids.shape, device)
+                lp, _ = token_logprobs(model, ids, att, 1.0, positions=pos)
+                loss = -(lp * pos).sum() / n_tok
                 loss.backward()
                 tot_loss += float(loss.detach()) * n_tok
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
