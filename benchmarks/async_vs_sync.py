@@ -236,12 +236,19 @@ class PinnedLatencyFactory:
         return c
 
 
-def ensure_index(corpus: Path, index: Path) -> Path:
-    from asearcher.retrieval.index import build_index
+def ensure_index(corpus: Path, index: Path, config: str) -> Path:
+    """`asearcher index` in a subprocess (a no-op when the index is up to date): Lucene starts a JVM, and a JVM in the
+    process that also runs Ray crashes it."""
+    import subprocess
 
     if not (index / "index_meta.json").exists():
         print(f"building the BM25 index in {index} (once) ...", flush=True)
-    build_index(corpus, index)  # a no-op when an up-to-date index exists
+    cmd = [sys.executable, "-m", "asearcher.cli", "--no-progress", "index", "--config", config]
+    r = subprocess.run(
+        [*cmd, "--corpus", str(corpus), "--output", str(index)], capture_output=True, text=True
+    )
+    if r.returncode != 0:
+        sys.exit(f"could not build or reuse the BM25 index {index}:\n{r.stderr[-2000:]}")
     return index
 
 
@@ -285,7 +292,7 @@ def real_setup(a: argparse.Namespace, stack: Any) -> dict[str, Any]:
     train = a.train or str(mirror / "ASearcher-train-data" / "ASearcher-Base-35k.jsonl")
     rows = load_train_rows(train, a.questions)
     cfg = load_config(a.config)
-    index = ensure_index(corpus, Path(a.index))
+    index = ensure_index(corpus, Path(a.index), a.config)
     server = stack.enter_context(running_server(index, corpus, pages, retrieval=cfg.retrieval))
     return {"model": model, "warm": warm, "rows": rows, "cfg": cfg, "server": server, "tmp": tmp}
 
@@ -578,9 +585,15 @@ def report(a: argparse.Namespace, runs: dict[str, list[dict[str, Any]]], header:
         print(
             f"where async waits: per step the trainer trains {x['train_s_mean']:.1f} s, publishes weights "
             f"{x['sync_s_mean']:.1f} s and waits {x['wait_s_mean']:.1f} s for a batch; the rollout core ran generation "
-            f"{1 - x['gen_idle_frac']:.0%} of the time ({x['worker_cpu_s_per_step'] + x['server_cpu_s_per_step']:.1f} "
-            f"CPU s per step vs {s['worker_cpu_s_per_step'] + s['server_cpu_s_per_step']:.1f} in sync: re-prefill "
-            f"after each weight update, bigger batches); sync waits {s['wait_s_mean']:.1f} s per step for its batch"
+            f"{1 - x['gen_idle_frac']:.0%} of the time; sync waits {s['wait_s_mean']:.1f} s per step for its batch"
+        )
+        gen_cpu = x["worker_cpu_s_per_step"] + x["server_cpu_s_per_step"]
+        print(
+            f"compute per step in async: rollout {gen_cpu:.1f} CPU s (sync: "
+            f"{s['worker_cpu_s_per_step'] + s['server_cpu_s_per_step']:.1f}; async re-prefills the running requests "
+            f"after each weight update), trainer {x['train_cpu_s_mean']:.1f} CPU s: with one core each, the trainer can be kept busy "
+            f"only if rollout <= trainer (here {gen_cpu / x['train_cpu_s_mean']:.2f}x; the paper gives generation 3x "
+            "the trainer's GPUs)"
         )
         if x.get("rollout_core_others_frac") is not None:
             print(
@@ -592,9 +605,8 @@ def report(a: argparse.Namespace, runs: dict[str, list[dict[str, Any]]], header:
                 + " (Ray's daemons run on the trainer core; on a shared machine the rest is other users' load)"
             )
     per_seed = lambda m, k: ", ".join(f"{r[k]:.3f}" for r in runs[m])  # noqa: E731
-    if (
-        "final_policy_reward" in x
-    ):  # SIMULATED: the exact expected reward of the final weights; noise = seeds only
+    # SIMULATED: the exact expected reward of the final weights; noise = seeds only
+    if "final_policy_reward" in x:
         k = "final_policy_reward"
         lo, hi = min(r[k] for r in runs["sync"]), max(r[k] for r in runs["sync"])
         verdict = "within" if lo - 1e-9 <= x[k] <= hi + 1e-9 else "OUTSIDE"
@@ -647,7 +659,9 @@ def main() -> int:
     g.add_argument("--config", default=str(REPO / "configs/default.yaml"), help="agent/rl/engine settings")
     g.add_argument("--mirror", default=None, help="data mirror (default: $ASEARCHER_MIRROR)")
     g.add_argument("--index", default=str(REPO / "results/index/bm25"), help="BM25 index (built if missing)")
-    g.add_argument("--questions", type=int, default=2000, help="first N training questions")
+    p.add_argument(
+        "--questions", type=int, help="first N questions (real: all of --train, else 2000; simulated: 200)"
+    )
     g.add_argument("--turn-ms", type=float, default=300.0, help="injected tool latency per drawn turn")
     g.add_argument("--hidden-size", type=int, help="random model: hidden size (tiny default 128)")
     g.add_argument("--layers", type=int, help="random model: layers (tiny default 2)")
@@ -668,8 +682,8 @@ def main() -> int:
     real = a.mode == "real"
     a.steps = a.steps or (8 if real else 20)
     a.batch_size = a.batch_size or (4 if real else 8)
-    if not real:
-        a.questions = 200
+    if a.questions is None:
+        a.questions = 200 if not real else None if a.train else 2000
     if a.model and not a.train:
         sys.exit("--model needs --train: the questions it was warm-started for (e.g. its answerable.jsonl)")
 
@@ -688,15 +702,13 @@ def main() -> int:
             env["gen_cpus"] = {cpus[1]} if pin else None
             env["cores"] = (cpus[0], cpus[1]) if pin else None
             env["server_pids"] = [env["server"].process.pid]
-            if (
-                pin
-            ):  # trainer + driver (and the Ray daemons started next) on one core, rollout side on the other
+            # trainer + driver (and the Ray daemons started next) on one core, the rollout side on the other
+            if pin:
                 pin_process(os.getpid(), {cpus[0]})
                 for pid in env["server_pids"]:
                     pin_process(pid, {cpus[1]})
-        ensure_ray(
-            log_to_driver=a.worker_logs
-        )  # off by default: shutdown aborts in-flight trajectories (noise)
+        # worker logs off by default: shutting a run down aborts its in-flight trajectories, each logged as failed
+        ensure_ray(log_to_driver=a.worker_logs)
         stack.callback(ray.shutdown)
         run = run_real if real else run_simulated
         # ABBA order (sync, async, async, sync, ...): a load that drifts during the benchmark (a shared machine)
@@ -707,7 +719,10 @@ def main() -> int:
                 runs[m].append(run(ETAS[m], a, seed, env))
     if real:
         model = (
-            f"--model {a.model}" if env["warm"] else "a random-init model (reward stays ~0: throughput only)"
+            f"--model {a.model}"
+            if env["warm"]
+            else "a random-init model (reward stays ~0, so throughput only; it rarely emits a search, so the "
+            "injected tool latency rarely applies)"
         )
         header = (
             f"REAL stack: {model}, ASearcher agent, BM25 retrieval server, torch trainer; tool latency INJECTED "
