@@ -21,8 +21,9 @@ real Ray workers, controller and weight sync around it.
 
 Printed per mode: steps/s, trajectories/s, trainer idle fraction (waiting for a batch / wall; and 1 - time in
 train_step / wall), generation idle fraction (1 - CPU time of the rollout worker and retrieval server / wall), reward
-over time, staleness, the ratios async/sync and how far each run is from a trainer that is never idle (steps/s vs
-1 / mean train_step time).
+over time, staleness, the ratios async/sync, how far each run is from a trainer that is never idle (steps/s vs
+1 / mean train_step time) and, in real mode, from the limit of the core split (1 / the larger of the rollout's and
+the trainer's CPU seconds per step), with where each side waits.
 
 --output X.json writes {"mode", "settings", "summary", "runs"}:
   summary: {"sync": {metric: mean over seeds}, "async": {...}, "ratio": {metric: async/sync}}
@@ -40,8 +41,9 @@ over time, staleness, the ratios async/sync and how far each run is from a train
 
   python benchmarks/async_vs_sync.py --model results/cpu-default/sft/model \\
       --train results/cpu-default/sft/model/answerable.jsonl --index results/index/bm25 --output av.json
+                                                           # ~7.5 min on 2 otherwise idle cores
   python benchmarks/async_vs_sync.py                       # tiny random model: throughput only
-  python benchmarks/async_vs_sync.py --mode simulated      # SIMULATED workload, ~2 min
+  python benchmarks/async_vs_sync.py --mode simulated      # SIMULATED workload, ~2-5 min
 """
 
 from __future__ import annotations
@@ -594,6 +596,11 @@ def report(a: argparse.Namespace, runs: dict[str, list[dict[str, Any]]], header:
             f"after each weight update), trainer {x['train_cpu_s_mean']:.1f} CPU s: with one core each, the trainer can be kept busy "
             f"only if rollout <= trainer (here {gen_cpu / x['train_cpu_s_mean']:.2f}x; the paper gives generation 3x "
             "the trainer's GPUs)"
+        )
+        bound = 1 / max(gen_cpu, x["train_cpu_s_mean"])
+        print(
+            f"limit of this core split: {bound:.3f} steps/s (1 / the larger of the two); async reached "
+            f"{x['steps_per_s'] / bound:.0%} of it"
         )
         if x.get("rollout_core_others_frac") is not None:
             print(
