@@ -63,11 +63,14 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 # Ray's memory monitor kills the newest worker when the *machine* runs low, whoever holds the memory: on a shared
 # machine that is our 0.5 GB rollout worker. The kernel's OOM killer still applies.
 os.environ.setdefault("RAY_memory_monitor_refresh_ms", "0")
 os.environ.setdefault("OPENAI_API_KEY", "unused")  # pyserini checks it at import time
+
+from _common import mirror_corpus, mirror_root  # noqa: E402
 
 ETAS = {"sync": 0, "async": 4}
 
@@ -279,11 +282,8 @@ def real_setup(a: argparse.Namespace, stack: Any) -> dict[str, Any]:
     from asearcher.retrieval.service import running_server
     from asearcher.rl.system.dataset import load_train_rows
 
-    mirror = Path(a.mirror or os.environ.get("ASEARCHER_MIRROR") or "ASEARCHER_MIRROR-not-set")
-    if not mirror.exists():
-        sys.exit(f"no mirror at {mirror}: pass --mirror or set ASEARCHER_MIRROR")
-    corpus = mirror / "ASearcher-Local-Knowledge" / "wiki_corpus.jsonl"
-    pages = mirror / "ASearcher-Local-Knowledge" / "wiki_webpages.jsonl"
+    mirror, corpus = mirror_root(a.mirror), mirror_corpus(a.mirror)
+    pages = corpus.parent / "wiki_webpages.jsonl"
     tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="async-vs-sync-")))
     if a.model:
         model, warm = Path(a.model), True
@@ -303,8 +303,7 @@ def run_real(eta: int, a: argparse.Namespace, seed: int, env: dict[str, Any]) ->
     import torch
 
     from asearcher.rl.system.controller import Controller
-    from asearcher.rl.system.dataset import QuestionStream
-    from asearcher.rl.system.rollout import DefaultRolloutFactory, spawn_worker
+    from asearcher.rl.system.rollout import DefaultRolloutFactory
     from asearcher.rl.trainers.torch_backend import TorchTrainer
     from asearcher.tools.latency import LongTail
 
@@ -359,23 +358,8 @@ def run_real(eta: int, a: argparse.Namespace, seed: int, env: dict[str, Any]) ->
             }
         )
 
-    ctl = Controller(
-        cfg=rl,
-        trainer=trainer,
-        stream=QuestionStream(env["rows"], seed=seed),
-        spawn_worker=lambda i: spawn_worker(factory, i, rl.group_size, rl.temperature, seed),
-        after_step=after_step,
-        progress=not a.no_progress,
-    )
-
-    async def main() -> None:
-        try:
-            await ctl.run()
-        finally:
-            await ctl.shutdown()
-
     try:
-        asyncio.run(main())
+        ctl = run_controller(rl, trainer, env["rows"], factory, seed, after_step, a)
     finally:
         sampler.close()
     t0 = t_loop[0]
@@ -399,6 +383,33 @@ def run_real(eta: int, a: argparse.Namespace, seed: int, env: dict[str, Any]) ->
         # the driver's CPU besides train_step: event loop, Ray calls, weight publishing
         out["driver_other_cpu_s_per_step"] = cpu["driver"] * scale - out["train_cpu_s_mean"]
     return out
+
+
+def run_controller(
+    cfg: Any, trainer: Any, rows: list[dict], factory: Any, seed: int, after_step: Any, a: argparse.Namespace
+) -> Any:
+    """One run of the real Controller (Ray workers from `factory`) until cfg.steps; returns it, shut down."""
+    from asearcher.rl.system.controller import Controller
+    from asearcher.rl.system.dataset import QuestionStream
+    from asearcher.rl.system.rollout import spawn_worker
+
+    ctl = Controller(
+        cfg=cfg,
+        trainer=trainer,
+        stream=QuestionStream(rows, seed=seed),
+        spawn_worker=lambda i: spawn_worker(factory, i, cfg.group_size, cfg.temperature, seed),
+        after_step=after_step,
+        progress=not a.no_progress,
+    )
+
+    async def main() -> None:
+        try:
+            await ctl.run()
+        finally:
+            await ctl.shutdown()
+
+    asyncio.run(main())
+    return ctl
 
 
 def summarize(log: list[dict[str, Any]], curve: list[dict[str, float]], seed: int) -> dict[str, Any]:
@@ -442,8 +453,6 @@ def run_simulated(eta: int, a: argparse.Namespace, seed: int, env: dict[str, Any
     from asearcher.config import RLConfig
     from asearcher.rl.simulated import SimFactory, TableTrainer, target_token
     from asearcher.rl.system.controller import Controller
-    from asearcher.rl.system.dataset import QuestionStream
-    from asearcher.rl.system.rollout import spawn_worker
 
     cfg = RLConfig(
         steps=a.steps,
@@ -478,22 +487,7 @@ def run_simulated(eta: int, a: argparse.Namespace, seed: int, env: dict[str, Any
             }
         )
 
-    ctl = Controller(
-        cfg=cfg,
-        trainer=trainer,
-        stream=QuestionStream(rows, seed=seed),
-        spawn_worker=lambda i: spawn_worker(factory, i, cfg.group_size, cfg.temperature, seed),
-        after_step=after_step,
-        progress=not a.no_progress,
-    )
-
-    async def main() -> None:
-        try:
-            await ctl.run()
-        finally:
-            await ctl.shutdown()
-
-    asyncio.run(main())
+    ctl = run_controller(cfg, trainer, rows, factory, seed, after_step, a)
     out = summarize(ctl.step_log, curve, seed)
     # the simulated policy's reward is exact: the expected reward of the final weights
     out["final_policy_reward"] = curve[-1]["reward"]

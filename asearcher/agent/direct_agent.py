@@ -52,7 +52,7 @@ class DirectAgent(BaseSearchAgent):
         sampling: SamplingParams,
         rng: random.Random,
     ) -> Trajectory:
-        traj.meta.update(max_turns=1)
+        traj.meta.update(max_turns=self.max_turns)
         prompt = self.chat_prompt_ids(self.templates["prompt"].render(question=question).strip())
         if not self.fits(prompt):
             return self.finish(traj, "context")

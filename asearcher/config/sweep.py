@@ -90,33 +90,29 @@ class Sweep(Section):
     @field_validator("values")
     @classmethod
     def _distinct_runs(cls, values: list[SweepValue]) -> list[SweepValue]:
+        runs = _runs_of(values)
         texts = [value_text(v.value) for v in values]
-        names = [v.name if v.name is not None else t for v, t in zip(values, texts, strict=True)]
-        dirs = [slug(t) for t in texts]
-        for what, items in (("value", texts), ("name", names), ("run directory", dirs)):
+        for what, items in (
+            ("value", texts),
+            ("name", [r.name for r in runs]),
+            ("run directory", [r.dir for r in runs]),
+        ):
             dup = sorted({x for x in items if items.count(x) > 1})
             if dup:
                 raise ValueError(f"two runs share the {what} {dup[0]!r}")
         return values
 
     @property
-    def run_names(self) -> list[str]:
-        return [v.name if v.name is not None else value_text(v.value) for v in self.values]
-
-    @property
     def run_dirs(self) -> list[str]:
         """Each run's folder under results/sweeps/<name>/: its value as a path part (`0`, `f1`, `areal`)."""
-        return [slug(value_text(v.value)) for v in self.values]
+        return [r.dir for r in self.runs()]
 
     @property
     def parameter_label(self) -> str:
         return self.label or self.parameter
 
     def runs(self) -> list[SweepRun]:
-        return [
-            SweepRun(value=v.value, name=n, dir=d)
-            for v, n, d in zip(self.values, self.run_names, self.run_dirs, strict=True)
-        ]
+        return _runs_of(self.values)
 
     def run_overrides(self, run: SweepRun) -> list[tuple[str, Any]]:
         """(key, value) pairs of one run, fixed overrides first, then the varied parameter."""
@@ -134,6 +130,16 @@ class SweepRun:
     value: Any
     name: str  # the run's name in figures and tables
     dir: str  # its folder under results/sweeps/<sweep>/
+
+
+def _runs_of(values: list[SweepValue]) -> list[SweepRun]:
+    """The runs of a sweep's values: named by `name`, else by the value as YAML writes it; in a folder named by the
+    value."""
+    runs = []
+    for v in values:
+        text = value_text(v.value)
+        runs.append(SweepRun(value=v.value, name=v.name if v.name is not None else text, dir=slug(text)))
+    return runs
 
 
 def value_text(v: Any) -> str:

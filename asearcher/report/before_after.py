@@ -58,10 +58,10 @@ def build_table(run: Run) -> tuple[Table, list[dict[str, Any]]]:
                 + ("" if run.cfg.rl.enabled else "; rl.enabled is false"),
             )
         )
+    expected = list(dict.fromkeys([*run.cfg.eval.benchmarks, *sorted(flagged)]))
     for before, after in pairs:
         label = f"{before} -> {after}"
         found_b, found_a = run.evaluated(before), run.evaluated(after)
-        expected = list(dict.fromkeys([*run.cfg.eval.benchmarks, *sorted(flagged)]))
         for bench in expected:
             for model, found in ((before, found_b), (after, found_a)):
                 if bench not in found:

@@ -23,6 +23,11 @@ class Product:
         return ".csv" if self.extensions == TABLE else ".png"
 
 
+def _table_and_figure(stem: str, caption: str, category: str) -> tuple[Product, Product]:
+    """A product written as a table (CSV, Markdown) and a figure (PNG, PDF) of the same stem."""
+    return Product(stem, TABLE, caption, category), Product(stem, FIGURE, caption, category)
+
+
 NOTEBOOKS: dict[str, tuple[Product, ...]] = {
     # notebooks/evaluation.ipynb: Tables 2-4 against the paper, before vs after RL (Fig. 8)
     "evaluation": (
@@ -30,22 +35,17 @@ NOTEBOOKS: dict[str, tuple[Product, ...]] = {
         Product("table3_web", TABLE, "main_results", "Main results"),
         Product("table4_hard", TABLE, "main_results", "Main results"),
         Product("main_results", FIGURE, "main_results", "Main results"),
-        Product("before_after_rl", TABLE, "before_after", "Before vs after RL"),
-        Product("before_after_rl", FIGURE, "before_after", "Before vs after RL"),
+        *_table_and_figure("before_after_rl", "before_after", "Before vs after RL"),
     ),
     # notebooks/training.ipynb: training dynamics (Fig. 6, 9, 10), keywords (Fig. 11), QA synthesis (Fig. 5)
     "training": (
-        Product("training_dynamics", TABLE, "training_dynamics", "Training"),
-        Product("training_dynamics", FIGURE, "training_dynamics", "Training"),
-        Product("keywords", TABLE, "keywords", "Training"),
-        Product("keywords", FIGURE, "keywords", "Training"),
-        Product("synthesis", TABLE, "synthesis", "QA synthesis"),
-        Product("synthesis", FIGURE, "synthesis", "QA synthesis"),
+        *_table_and_figure("training_dynamics", "training_dynamics", "Training"),
+        *_table_and_figure("keywords", "keywords", "Training"),
+        *_table_and_figure("synthesis", "synthesis", "QA synthesis"),
     ),
     # notebooks/sweep.ipynb, once per sweep (results/report/sweeps/<sweep>/)
     "sweep": (
-        Product("sweep", TABLE, "sweep", "Sweeps"),
-        Product("sweep", FIGURE, "sweep", "Sweeps"),
+        *_table_and_figure("sweep", "sweep", "Sweeps"),
         Product("throughput", FIGURE, "throughput", "Sweeps"),
     ),
 }

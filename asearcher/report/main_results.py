@@ -49,7 +49,8 @@ CARD_COLUMNS = [
     "judge_prompt_hash",
     "code_version",
 ]
-COLUMNS = [
+# the columns the CSV and the Markdown share (the CSV adds n, the card's fields and the aggregate's path)
+_ROW_COLUMNS = [
     "model",
     "setting",
     "benchmark",
@@ -60,33 +61,20 @@ COLUMNS = [
     "diff",
     "paper_row",
     "comparison",
-    "n",
-    "card",
-    *CARD_COLUMNS,
-    "aggregate",
-    "note",
 ]
-MD_COLUMNS = [
-    "model",
-    "setting",
-    "benchmark",
-    "metric",
-    "statistic",
-    "suite",
-    "paper",
-    "diff",
-    "paper_row",
-    "comparison",
-    "card",
-    "note",
-]
+COLUMNS = [*_ROW_COLUMNS, "n", "card", *CARD_COLUMNS, "aggregate", "note"]
+MD_COLUMNS = [*_ROW_COLUMNS, "card", "note"]
 METRIC_LABEL = {"f1": "F1", "judge": "LLM-as-judge"}
 
 
-def table_of(result: EvalResult) -> str:
-    if result.benchmark in HARD_BENCHMARKS:
+def _table(benchmark: str, web: bool) -> str:
+    if benchmark in HARD_BENCHMARKS:
         return "table4"
-    return "table3" if result.web else "table2"
+    return "table3" if web else "table2"
+
+
+def table_of(result: EvalResult) -> str:
+    return _table(result.benchmark, result.web)
 
 
 def compared_row(run: Run, model: str, table: str) -> tuple[str | None, str]:
@@ -127,10 +115,7 @@ def collect(run: Run) -> tuple[list[EvalResult], list[Missing]]:
 
 
 def _table_for_missing(run: Run, m: Missing) -> str:
-    bench = Path(m.path).parent.name
-    return (
-        "table4" if bench in HARD_BENCHMARKS else ("table3" if run.cfg.tools.backend == "web" else "table2")
-    )
+    return _table(Path(m.path).parent.name, run.cfg.tools.backend == "web")
 
 
 def _none_evaluated(run: Run, table: str) -> Missing:
@@ -148,8 +133,9 @@ def _none_evaluated(run: Run, table: str) -> Missing:
     return Missing(where, how)
 
 
-def _rows(run: Run, result: EvalResult, table: str, card_id: str) -> list[dict[str, Any]]:
-    card = protocol_summary(result)
+def _rows(
+    run: Run, result: EvalResult, table: str, card: dict[str, Any], card_id: str
+) -> list[dict[str, Any]]:
     method, how = compared_row(run, result.model, table)
     base = {
         "model": result.model,
@@ -276,7 +262,7 @@ def build_tables(run: Run) -> dict[str, Table]:
             summary = protocol_summary(r)
             key = tuple(sorted((k, str(v)) for k, v in summary.items()))
             card_id = cards.setdefault(key, f"C{len(cards) + 1}")
-            rows += _rows(run, r, table, card_id)
+            rows += _rows(run, r, table, summary, card_id)
         rows += _average_rows(rows, table)
         if any(r.get("comparison") == "reference" for r in rows):
             t.notes.append(

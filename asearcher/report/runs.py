@@ -14,6 +14,7 @@ import yaml
 from asearcher.config import Config, load_config
 from asearcher.errors import UserFacingError
 from asearcher.tools.factory import setting_label
+from asearcher.utils.jsonl import read_jsonl
 
 
 @dataclass(frozen=True)
@@ -33,12 +34,6 @@ def read_json(path: str | Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise UserFacingError(f"{path}: expected a JSON object")
     return data
-
-
-def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
-    from asearcher.utils.jsonl import read_jsonl as _read
-
-    return list(_read(path))
 
 
 # ---- the run ------------------------------------------------------------------------------------------------------
@@ -220,13 +215,10 @@ def in_distribution_names(run: Run) -> set[str]:
     """Benchmarks expected and labelled in-distribution: report.in_distribution, and with eval.in_distribution on,
     the benchmarks whose spec says in_distribution (the RL training questions, `train-questions`)."""
     names = set(run.cfg.report.in_distribution)
-    if getattr(run.cfg.eval, "in_distribution", False) is True:
-        from asearcher.eval import registry
+    if run.cfg.eval.in_distribution:
+        from asearcher.eval.registry import list_run_benchmarks
 
-        listing = getattr(
-            registry, "list_run_benchmarks", None
-        )  # run-made benchmarks, when the registry has them
-        names |= {s.name for s in (listing() if listing else []) if getattr(s, "in_distribution", False)}
+        names |= {s.name for s in list_run_benchmarks() if s.in_distribution}
     return names
 
 

@@ -423,30 +423,34 @@ def get_final_outputs():
 # What a job asks SLURM for, in the resources snakemake-executor-plugin-slurm reads (slurm/profile.v9+.yaml adds
 # memory and CPUs per rule; partition and account are the user's own settings). Each is a function of a config, so
 # that a sweep run (rules/sweep.smk) asks for what its own config needs.
-def _gpu_resources(gpus_per_job, nodes, runtime, gpus_per_node=None):
-    """SLURM resources for a GPU job; CPU-only jobs ask for nothing beyond the defaults.
-
-    One node: `gpu` (sbatch --gpus=N; the plugin's job step that runs the command gets them too). Several nodes
-    (the training job): `gres` per node and one task per node, with `mpi` set so that the plugin runs the command in
-    the batch script itself rather than inside one single-task step: ray_on_slurm.sh then starts a Ray worker on
-    every node with srun. `tasks_per_gpu: 0` keeps the plugin from turning the task count into --ntasks-per-gpu.
-    """
+def _gpu_resources(gpus_per_job, runtime):
+    """SLURM resources for a one-node job: `gpu` (sbatch --gpus=N; the plugin's job step that runs the command gets
+    them too); CPU-only jobs ask for nothing beyond the defaults."""
     res = {"runtime": runtime}
-    if gpus_per_job <= 0:
-        return res
-    if nodes <= 1:
+    if gpus_per_job > 0:
         res.update(nodes=1, gpu=gpus_per_job)
-    else:
-        per_node = min(gpus_per_job, gpus_per_node or CFG.cluster.gpus_per_node)
-        res.update(nodes=nodes, tasks=nodes, tasks_per_gpu=0, mpi="srun", gres=f"gpu:{per_node}")
     return res
 
 
 def train_resources(cfg):
-    """The training job: the trainer's and the rollout engines' GPUs across cluster.train_nodes nodes."""
+    """The training job: the trainer's and the rollout engines' GPUs across cluster.train_nodes nodes.
+
+    Several nodes: `gres` per node and one task per node, with `mpi` set so that the plugin runs the command in the
+    batch script itself rather than inside one single-task step: ray_on_slurm.sh then starts a Ray worker on every
+    node with srun. `tasks_per_gpu: 0` keeps the plugin from turning the task count into --ntasks-per-gpu.
+    """
     gpus = cfg.rl.trainer_gpus + cfg.rl.rollout_gpus
     cluster = cfg.cluster
-    return _gpu_resources(gpus, cluster.train_nodes, cluster.train_runtime_min, cluster.gpus_per_node)
+    if gpus <= 0 or cluster.train_nodes <= 1:
+        return _gpu_resources(gpus, cluster.train_runtime_min)
+    return {
+        "runtime": cluster.train_runtime_min,
+        "nodes": cluster.train_nodes,
+        "tasks": cluster.train_nodes,
+        "tasks_per_gpu": 0,
+        "mpi": "srun",
+        "gres": f"gpu:{min(gpus, cluster.gpus_per_node)}",
+    }
 
 
 def model_eval_gpus(cfg, engine):
@@ -463,7 +467,7 @@ def model_eval_gpus(cfg, engine):
 def eval_resources(cfg, engine):
     """An evaluation job of `engine`'s model: one node (the same keys for every model, so one rule serves all)."""
     res = {"nodes": 1, "gpu": 0}
-    res.update(_gpu_resources(model_eval_gpus(cfg, engine), 1, cfg.cluster.eval_runtime_min))
+    res.update(_gpu_resources(model_eval_gpus(cfg, engine), cfg.cluster.eval_runtime_min))
     return res
 
 
@@ -480,6 +484,6 @@ def _eval_resource(key):
 TRAIN_RESOURCES = train_resources(CFG)
 # sized per model (the rules' wildcard `model`)
 EVAL_RESOURCES = {key: _eval_resource(key) for key in EVAL_RESOURCE_KEYS}
-INDEX_RESOURCES = _gpu_resources(CFG.cluster.index_gpus, 1, 240)
+INDEX_RESOURCES = _gpu_resources(CFG.cluster.index_gpus, 240)
 # synth calls served models (OpenAI-compatible endpoints) at paper scale, or the CPU engine: no GPU of its own.
-SYNTH_RESOURCES = _gpu_resources(0, 1, CFG.cluster.synth_runtime_min)
+SYNTH_RESOURCES = _gpu_resources(0, CFG.cluster.synth_runtime_min)

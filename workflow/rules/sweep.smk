@@ -72,7 +72,7 @@ rule sweep_eval:
         **{k: _sweep_run_resource(trained_eval_resources, k) for k in EVAL_RESOURCE_KEYS},
     params:
         wrap=sweep_wrap,
-        outdir=sweep_run_dir,
+        outdir=output_dir,
         releases=releases_dir,
         setting=SETTING,
         model=SWEEP_MODEL,

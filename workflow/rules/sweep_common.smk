@@ -6,6 +6,7 @@ import glob
 import re
 
 from asearcher.config.sweep import load_sweep, runs_json, set_options  # noqa: E402
+from asearcher.utils.atomic import atomic_write_text  # noqa: E402
 
 
 def _sweep_file(path):
@@ -80,15 +81,11 @@ def _trained_model_entry():
     return CFG.engine
 
 
-def sweep_eval_set_options(wildcards):
-    """params: the run's overrides plus a `models` entry for its trained model."""
+def sweep_eval_set_options(wildcards, input):
+    """params: the run's overrides plus a `models` entry for its trained model (the rule's `model` input)."""
     entry = _trained_model_entry().model_dump(mode="json", exclude_defaults=True)
-    entry["model"] = f"{R}/sweeps/{wildcards.sweep}/{wildcards.value}/train/final"
+    entry["model"] = input.model
     return f"{sweep_set_options(wildcards)} {set_options([(f'models.{SWEEP_MODEL}', entry)])}"
-
-
-def sweep_run_dir(wildcards, output):
-    return os.path.dirname(output[0])
 
 
 @functools.cache
@@ -113,24 +110,17 @@ def _sweep_run_resource(table, key):
 
 
 def sweep_runs_inputs(wildcards):
-    """runs.json: every run's training summary and evaluation aggregates."""
-    loaded = SWEEPS[wildcards.sweep]
+    """runs.json: every run's training summary and evaluation aggregates (the files runs.json lists)."""
     out = []
-    for run in loaded.sweep.runs():
-        base = f"{R}/sweeps/{wildcards.sweep}/{run.dir}"
-        out.append(f"{base}/train/summary.json")
-        out += [f"{base}/eval/{b}/aggregate.json" for b in loaded.sweep.eval]
+    for run in runs_json(SWEEPS[wildcards.sweep], R)["runs"]:
+        out.append(f"{run['train_dir']}/summary.json")
+        out += run["eval"].values()
     return out
 
 
 def write_sweep_runs(sweep, path, log):
     """The sweep_runs rule's body: runs.json (the report's input; contract in asearcher.config.sweep.runs_json)."""
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    text = json.dumps(runs_json(SWEEPS[sweep], R), indent=2, ensure_ascii=False) + "\n"
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(runs_json(SWEEPS[sweep], R), indent=2, ensure_ascii=False) + "\n")
     with open(log, "w") as f:
         f.write(f"wrote {path}: {len(SWEEPS[sweep].sweep.values)} runs\n")
 
@@ -144,8 +134,6 @@ def sweep_target_inputs(name, wildcards):
             f"{CFG.name!r}: run `snakemake sweep_{name} --configfile {loaded.sweep.base}`"
         )
     targets = [f"{R}/sweeps/{name}/runs.json"]
-    if enabled("report") and hasattr(
-        rules, "report_sweep"
-    ):  # the sweep's figure and table (rules/report.smk)
+    if enabled("report"):  # the sweep's figure and table (rules/report.smk)
         targets.append(f"{REPORT}/sweeps/{name}/sweep.ipynb")
     return targets

@@ -24,13 +24,16 @@ if [[ -z "${SLURM_JOB_ID:-}" ]]; then
 fi
 
 job_info=""
-job_field() { # one field of `scontrol show job` for this job, e.g. job_field NumNodes
+read_job_info() { # `scontrol show job` for this job, read once (here, not inside a $(...) subshell, so it is kept)
   if [[ -z "${job_info}" ]]; then
     job_info="$(scontrol show job -o "${SLURM_JOB_ID}" 2>/dev/null || true)"
   fi
+}
+job_field() { # one field of the job's `scontrol show job`, e.g. job_field NumNodes
   tr ' ' '\n' <<<"${job_info}" | sed -n "s|^$1=||p" | head -n 1
 }
 
+[[ -n "${SLURM_JOB_NODELIST:-}" && -n "${SLURM_JOB_NUM_NODES:-}" ]] || read_job_info
 nodelist="${SLURM_JOB_NODELIST:-$(job_field NodeList)}"
 nodes="${SLURM_JOB_NUM_NODES:-$(job_field NumNodes)}"
 nodes="${nodes%%-*}" # a pending job's range, e.g. 16-16
@@ -43,6 +46,7 @@ if [[ "${#hosts[@]}" -ne "${nodes}" ]]; then
   log "the allocation has ${nodes} nodes but its node list ${nodelist} names ${#hosts[@]}"
   exit 1
 fi
+[[ -n "${SLURM_GPUS_ON_NODE:-}" && -n "${SLURM_CPUS_PER_TASK:-}" ]] || read_job_info
 # GPUs per node: from TresPerNode (gres/gpu:8, gres/gpu:h100:8, or gpu:8 on older SLURM); none found: Ray detects them
 gpus="${RAY_GPUS_PER_NODE:-${SLURM_GPUS_ON_NODE:-$(job_field TresPerNode | sed -nE 's/.*gpu(:[^:,]+)?:([0-9]+).*/\2/p')}}"
 cpus="${RAY_CPUS_PER_NODE:-${SLURM_CPUS_PER_TASK:-$(job_field CPUs/Task)}}"

@@ -37,8 +37,9 @@ from asearcher.llm.weight_broadcast import (
     BroadcastUpdate,
     BucketLayout,
     GroupSpec,
-    dtype_name,
+    TensorMeta,
     leave_groups,
+    metas_of,
     plan_buckets,
     to_dtype,
     with_wire_dtype,
@@ -57,24 +58,20 @@ class StoredWeights:
     a view of them, where torch tensors would be unpickled into fresh copies in each worker."""
 
     arrays: dict[str, np.ndarray]  # name -> the tensor's bytes (uint8)
-    meta: dict[str, tuple[str, tuple[int, ...]]]  # name -> (dtype name, shape)
+    metas: list[TensorMeta]  # name, shape and dtype of each, as in a broadcast's layout
 
     @classmethod
     def of(cls, named: Any) -> StoredWeights:
-        arrays, meta = {}, {}
-        for k, v in named:
-            t = v.detach().to("cpu").contiguous()
-            arrays[k] = t.reshape(-1).view(torch.uint8).numpy()
-            meta[k] = (dtype_name(t.dtype), tuple(t.shape))
-        return cls(arrays, meta)
+        cpu = [(k, v.detach().to("cpu").contiguous()) for k, v in named]
+        return cls({k: t.reshape(-1).view(torch.uint8).numpy() for k, t in cpu}, metas_of(cpu))
 
     def tensors(self) -> dict[str, torch.Tensor]:
         """Read-only views of the stored bytes as tensors (engines copy them into their own weights)."""
         with warnings.catch_warnings():  # the object store's buffers are read-only: they are only read here
             warnings.simplefilter("ignore", UserWarning)
             return {
-                k: torch.from_numpy(self.arrays[k]).view(to_dtype(d)).reshape(shape)
-                for k, (d, shape) in self.meta.items()
+                m.name: torch.from_numpy(self.arrays[m.name]).view(to_dtype(m.dtype)).reshape(m.shape)
+                for m in self.metas
             }
 
 

@@ -7,6 +7,7 @@ engines' weight group (asearcher.llm.weight_broadcast), so no rank ever holds th
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Iterator
 from typing import Any
@@ -41,21 +42,15 @@ class DeepSpeedRankWeights:
         import deepspeed
 
         model = self.engine.module
-        params = list(model.parameters())
-        if self.cfg.zero_stage == 3:
-            with deepspeed.zero.GatheredParameters(params, modifier_rank=None):
-                sd = (
-                    {k: v.detach().to(dtype).cpu().clone() for k, v in model.state_dict().items()}
-                    if self.rank == 0
-                    else None
-                )
-        else:
-            sd = (
-                {k: v.detach().to(dtype).cpu().clone() for k, v in model.state_dict().items()}
-                if self.rank == 0
-                else None
-            )
-        return sd
+        gathered = (
+            deepspeed.zero.GatheredParameters(list(model.parameters()), modifier_rank=None)
+            if self.cfg.zero_stage == 3
+            else contextlib.nullcontext()
+        )
+        with gathered:
+            if self.rank != 0:
+                return None
+            return {k: v.detach().to(dtype).cpu().clone() for k, v in model.state_dict().items()}
 
     def save_hf(self, path: str, tokenizer: bool = True) -> bool:
         """The model in its source dtype (+ its tokenizer unless `tokenizer` is False: a weight update)."""
