@@ -13,7 +13,8 @@ Mode `real` (default), the whole stack:
   Model: --model DIR (e.g. the SFT warm start, results/cpu-default/sft/model) with --train FILE (its answerable.jsonl),
   else a tiny random-init Qwen2 built in a temporary directory (bigger with --hidden-size/--layers): a random model
   gets reward ~0 whatever it does, so then the comparison is throughput only.
-  Both modes run the same steps, batch, group size and rollout capacity (rl.max_concurrent_rollouts groups in flight).
+  Both modes run the same steps, batch, group size and rollout capacity (--concurrency groups in flight; by default
+  twice the batch, as in configs/default.yaml: eta=0 cannot use more than one batch, eta=4 can).
 
 Mode `simulated`: the old SIMULATED workload (asearcher.rl.simulated): a 6x6 logits-table policy, decode time a sleep
 per token, tool latency a sleep per search, turn counts long-tailed, trainer compute padded to a fixed time per step;
@@ -34,14 +35,16 @@ the trainer's CPU seconds per step), with where each side waits.
   groups_filtered; real mode adds train_cpu_s_mean, worker_cpu_s_per_step, server_cpu_s_per_step,
   driver_other_cpu_s_per_step, rollout_core_others_frac and trainer_core_others_frac (share of the core's time that
   other processes used, Ray's daemons included), engine_steps_per_s and engine_batch_mean (the rollout engine's
-  steps and the sequences each advanced); simulated mode final_policy_reward.
+  steps and the sequences each advanced), prefix_hit_frac and prefix_reused_tok_per_s (the engine's prefix cache:
+  share of prompts that reused a cached prefix, prompt tokens per second it spared the prefill); simulated mode
+  final_policy_reward.
   a curve point: {"wall_s": seconds since the loop started, "steps": trainer steps done, "reward": real: mean
   training reward of the trajectories finished during the step, simulated: expected reward of the weights,
   "staleness": mean token staleness of the trained batch, "trajectories": trajectories generated so far}
 
   python benchmarks/async_vs_sync.py --model results/cpu-default/sft/model \\
       --train results/cpu-default/sft/model/answerable.jsonl --index results/index/bm25 --output av.json
-                                                           # ~7.5 min on 2 otherwise idle cores
+                                                           # ~6 min on 2 otherwise idle cores
   python benchmarks/async_vs_sync.py                       # tiny random model: throughput only
   python benchmarks/async_vs_sync.py --mode simulated      # SIMULATED workload, ~2-5 min
 """
@@ -190,7 +193,8 @@ class CpuTimedTrainer:
 
 class EngineProbe:
     """The engine's `on_step` hook: counts decode/prefill steps and the sequences they advanced, and rewrites
-    `path` with {"t": epoch, "steps", "rows"} about once a second (the driver reads the window it needs)."""
+    `path` with {"t": epoch, "steps", "rows", "reused", "hits", "misses"} about once a second (the driver reads
+    the window it needs; the last three are the engine's prefix-cache counters)."""
 
     def __init__(self, path: Path):
         self.path, self.steps, self.rows, self.last = path, 0, 0, 0.0
@@ -202,11 +206,25 @@ class EngineProbe:
         if now - self.last >= 1.0:
             self.last = now
             with self.path.open("a") as f:
-                f.write(json.dumps({"t": now, "steps": self.steps, "rows": self.rows}) + "\n")
+                pc = engine.prefix_cache_stats()
+                f.write(
+                    json.dumps(
+                        {
+                            "t": now,
+                            "steps": self.steps,
+                            "rows": self.rows,
+                            "reused": pc["reused_tokens"],
+                            "hits": pc["hits"],
+                            "misses": pc["misses"],
+                        }
+                    )  # fmt: skip
+                    + "\n"
+                )
 
 
 def engine_window(path: Path, t0: float, t1: float) -> dict[str, float] | None:
-    """Engine steps per second and mean sequences per step between the first and last probe line in [t0, t1]."""
+    """Engine steps per second, mean sequences per step, prefix-cache hit rate and prompt tokens it saved per
+    second, between the first and last probe line in [t0, t1]."""
     if not path.exists():
         return None
     pts = [json.loads(x) for x in path.read_text().splitlines()]
@@ -215,7 +233,14 @@ def engine_window(path: Path, t0: float, t1: float) -> dict[str, float] | None:
         return None
     a, b = pts[0], pts[-1]
     steps = b["steps"] - a["steps"]
-    return {"steps_per_s": steps / (b["t"] - a["t"]), "batch": (b["rows"] - a["rows"]) / max(steps, 1)}
+    dt = b["t"] - a["t"]
+    lookups = (b["hits"] - a["hits"]) + (b["misses"] - a["misses"])
+    return {
+        "steps_per_s": steps / dt,
+        "batch": (b["rows"] - a["rows"]) / max(steps, 1),
+        "prefix_hit_frac": (b["hits"] - a["hits"]) / max(lookups, 1),
+        "prefix_reused_tok_per_s": (b["reused"] - a["reused"]) / dt,
+    }
 
 
 class PinnedLatencyFactory:
@@ -331,6 +356,9 @@ def run_real(eta: int, a: argparse.Namespace, seed: int, env: dict[str, Any]) ->
             "model": str(env["model"]),
             "device": "cpu",
             "max_batch_size": max(cfg.engine.max_batch_size, rl.max_concurrent_rollouts * rl.group_size),
+            "prefix_cache_tokens": cfg.engine.prefix_cache_tokens
+            if a.prefix_cache_tokens is None
+            else a.prefix_cache_tokens,
         }
     )
     inner = DefaultRolloutFactory(engine_cfg, cfg.agent, rl, env["server"].url, tools_cfg=None)
@@ -369,6 +397,10 @@ def run_real(eta: int, a: argparse.Namespace, seed: int, env: dict[str, Any]) ->
     eng = engine_window(pid_dir / "worker0.engine.jsonl", t0, t0 + curve[-1]["wall_s"])
     if eng is not None:
         out["engine_steps_per_s"], out["engine_batch_mean"] = eng["steps_per_s"], eng["batch"]
+        out["prefix_hit_frac"], out["prefix_reused_tok_per_s"] = (
+            eng["prefix_hit_frac"],
+            eng["prefix_reused_tok_per_s"],
+        )
     if cpu is not None:
         out["gen_idle_frac"] = max(0.0, 1 - (cpu["worker"] + cpu["server"]) / cpu["wall"])
         scale = out["wall_s"] / cpu["wall"] / out["steps"]  # window CPU seconds -> per step of the whole loop
@@ -511,6 +543,8 @@ ROWS = [
     ("rollout_core_others_frac", "rollout core: other processes"),
     ("engine_steps_per_s", "engine steps/s (decode or prefill)"),
     ("engine_batch_mean", "engine sequences per step"),
+    ("prefix_hit_frac", "prefix-cache hits / prompts"),
+    ("prefix_reused_tok_per_s", "prompt tokens not prefilled (cache) / s"),
     ("trainer_core_others_frac", "trainer core: other processes"),
     ("sync_s_mean", "weight sync s/step"),
     ("wait_s_mean", "trainer wait s/step"),
@@ -640,7 +674,11 @@ def main() -> int:
     p.add_argument("--batch-size", type=int, help="groups per step (real: 4, simulated: 8)")
     p.add_argument("--group-size", type=int, default=4)
     p.add_argument(
-        "--concurrency", type=int, default=0, help="max groups in flight, both modes (default: batch size)"
+        "--concurrency",
+        type=int,
+        default=0,
+        help="max groups in flight, the same at eta=0 and eta=4 (default: real mode, --batch-size x the ratio of "
+        "rl.max_concurrent_rollouts to rl.batch_size in --config, 8/4 in the CPU default; simulated, --batch-size)",
     )
     p.add_argument(
         "--seeds", type=int, nargs="+", default=[1, 2], help="one run per seed and mode; means shown"
@@ -672,6 +710,11 @@ def main() -> int:
         default="auto",
         help="auto: on with --model, off for the random model (its groups all score the same)",
     )
+    g.add_argument(
+        "--prefix-cache-tokens",
+        type=int,
+        help="the engine's prefix cache (0 = off; default: engine.prefix_cache_tokens of --config)",
+    )
     g.add_argument("--no-pin", action="store_true", help="do not give trainer and generation separate cores")
     s = p.add_argument_group("simulated mode")
     s.add_argument("--workers", type=int, default=2)
@@ -700,6 +743,11 @@ def main() -> int:
             cpus = sorted(os.sched_getaffinity(0))
             pin = not a.no_pin and len(cpus) >= 2
             env.update(real_setup(a, stack))
+            if not a.concurrency:  # the config's rollout capacity relative to its batch
+                rl_cfg = env["cfg"].rl
+                a.concurrency = max(
+                    1, round(a.batch_size * rl_cfg.max_concurrent_rollouts / rl_cfg.batch_size)
+                )
             env["gen_cpus"] = {cpus[1]} if pin else None
             env["cores"] = (cpus[0], cpus[1]) if pin else None
             env["server_pids"] = [env["server"].process.pid]
@@ -719,6 +767,7 @@ def main() -> int:
             for m in list(ETAS) if i % 2 == 0 else list(ETAS)[::-1]:
                 runs[m].append(run(ETAS[m], a, seed, env))
     if real:
+        pc = env["cfg"].engine.prefix_cache_tokens if a.prefix_cache_tokens is None else a.prefix_cache_tokens
         model = (
             f"--model {a.model}"
             if env["warm"]
@@ -730,6 +779,7 @@ def main() -> int:
             f"({a.turn_ms:.0f} ms per drawn turn, p_long={a.p_long}); {a.steps} steps of {a.batch_size} groups x "
             f"{a.group_size}, at most {a.concurrency or a.batch_size} groups in flight; "
             + ("trainer and generation on separate cores" if env["gen_cpus"] else "cores shared")
+            + f"; engine prefix cache {pc} tokens"
         )
     else:
         header = (

@@ -60,6 +60,13 @@ class EngineConfig(Section):
         ge=1,
         description="For kind=transformers: decode steps between admissions of new requests into a busy batch.",
     )
+    prefix_cache_tokens: int = Field(
+        32768,
+        ge=0,
+        description="For kind=transformers: tokens of finished requests' KV kept so that a request extending an "
+        "earlier one (an agent's next turn) prefills only the new tokens; cleared on every weight update. 0 = off. "
+        "(vLLM: its own automatic prefix caching.)",
+    )
     logprobs_mode: Literal["processed_logprobs", "raw_logprobs"] = Field(
         "processed_logprobs",
         description="For kind=vllm: which logprobs vLLM returns. 'processed_logprobs' = after temperature "

@@ -1,7 +1,7 @@
 """Ask one question: run any agent with any engine on local or web tools, printing the trajectory as it goes.
 
   asearcher ask "Who was the first president of the City Bank of New York?" \\
-      [--agent asearcher|asearcher-reasoning|search-r1] [--model NAME-or-DIR] [--config F] [--answer GOLD]
+      [--agent asearcher|asearcher-reasoning|search-r1|direct] [--model NAME-or-DIR] [--config F] [--answer GOLD]
 
 Each model call is printed as it returns (its purpose and its text), each search with its results, each page
 read with its length and first lines, a failed tool call with its error, and at the end the answer, how the
@@ -26,9 +26,9 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, get_args
 
-from asearcher.config import Config, EngineConfig, load_config
+from asearcher.config import AgentConfig, Config, EngineConfig, load_config
 from asearcher.errors import UserFacingError
 from asearcher.llm.engine import SamplingParams
 
@@ -40,7 +40,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--agent",
         metavar="KIND",
-        help="agent kind: asearcher, asearcher-reasoning or search-r1 (default: agent.kind)",
+        help=f"agent kind: {', '.join(get_args(AgentConfig.model_fields['kind'].annotation))} (default: agent.kind)",
     )
     p.add_argument(
         "--model",

@@ -28,6 +28,7 @@ def _transformers(cfg: Any) -> InferenceEngine:
         max_batch_size=cfg.max_batch_size,
         dtype=cfg.dtype,
         join_every=cfg.join_every,
+        prefix_cache_tokens=cfg.prefix_cache_tokens,
     )
 
 

@@ -15,11 +15,16 @@ be called while requests are in flight. A broadcast (rl.weight_sync: broadcast) 
 own into fresh buffers while decoding goes on (asearcher.llm.weight_broadcast); then, as for the other payloads, the
 worker applies it between two decode steps, sets `version`, re-prefills every in-flight sequence under the new
 weights and continues; `output_versions` records the version that produced each token.
+
+Prefix cache (`prefix_cache_tokens` > 0): a finished request's KV is kept (asearcher.llm.prefix_cache) and a new
+request whose prompt starts with the same tokens (the agent's next turn) prefills only the rest. It is cleared when
+the weights change, so no request mixes KV from two versions.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import secrets
 import threading
@@ -30,12 +35,13 @@ from typing import Any
 
 import torch
 
+from asearcher.llm.hf_weights import load_state_dict_from_dir, resolve_dtype
 from asearcher.llm.engine import GenerationRequest, GenerationResult, InferenceEngine, SamplingParams
+from asearcher.llm.kv_rows import cache_of, left_padded, merge_rows, mergeable, row_layers, select_rows
+from asearcher.llm.prefix_cache import PrefixCache, PrefixHit
 from asearcher.llm.sampling import find_stop, sample_token, validate_sampling
 
 log = logging.getLogger(__name__)
-
-_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 @dataclass
@@ -67,43 +73,11 @@ def _resolve(fut: asyncio.Future, result: Any = None, error: BaseException | Non
         fut.set_result(result)
 
 
-def resolve_dtype(dtype: Any, device: str) -> torch.dtype:
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    if dtype in (None, "auto"):
-        # float32 on CPU (bf16 matmuls are slow there); bf16 on GPUs that support it
-        if device.startswith("cuda") and torch.cuda.is_bf16_supported():
-            return torch.bfloat16
-        return torch.float32
-    if dtype not in _DTYPES:
-        raise ValueError(f"unknown dtype {dtype!r} (auto | float32 | bfloat16 | float16)")
-    return _DTYPES[dtype]
-
-
-def load_state_dict_from_dir(path: str | Path) -> dict[str, torch.Tensor]:
-    """Read the weights of an HF checkpoint dir (safetensors, sharded or not; else pytorch_model.bin)."""
-    import json
-
-    from safetensors.torch import load_file
-
-    path = Path(path)
-    index = path / "model.safetensors.index.json"
-    if index.exists():
-        files = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-        sd: dict[str, torch.Tensor] = {}
-        for f in files:
-            sd.update(load_file(str(path / f)))
-        return sd
-    if (path / "model.safetensors").exists():
-        return load_file(str(path / "model.safetensors"))
-    if (path / "pytorch_model.bin").exists():
-        return torch.load(path / "pytorch_model.bin", map_location="cpu", weights_only=True)
-    raise FileNotFoundError(f"no model weights (model.safetensors / pytorch_model.bin) in {path}")
-
-
 class TransformersEngine(InferenceEngine):
     """See the module docstring. `join_every`: decode steps between admissions of new requests into a busy
-    batch (1 = every step; larger values trade newcomer latency for fewer small prefills)."""
+    batch (1 = every step; larger values trade newcomer latency for fewer small prefills). `prefix_cache_tokens`:
+    tokens of finished requests' KV kept for reuse (0 = off; models whose cache layers cannot be merged, e.g.
+    sliding-window attention, run without)."""
 
     def __init__(
         self,
@@ -114,6 +88,7 @@ class TransformersEngine(InferenceEngine):
         dtype: Any = "auto",
         version: int = 0,
         join_every: int = 1,
+        prefix_cache_tokens: int = 0,
     ):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -139,6 +114,10 @@ class TransformersEngine(InferenceEngine):
         self.join_every = max(1, join_every)
         self.max_context = int(getattr(self.model.config, "max_position_embeddings", 1 << 30))
         self._eos_ids = self._collect_eos_ids()
+        # transformers renamed forward's `past_key_values` to `cache` (the old name warns, then goes in 5.40)
+        self._cache_kw = (
+            "cache" if "cache" in inspect.signature(self.model.forward).parameters else "past_key_values"
+        )
         self._pad_id = (
             self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else min(self._eos_ids)
         )
@@ -154,6 +133,9 @@ class TransformersEngine(InferenceEngine):
         self._closed = False
         #: called in the worker thread after every step with the engine (monitoring, tests); must be quick
         self.on_step: Any = None
+        self._prefix: PrefixCache | None = None
+        if prefix_cache_tokens > 0 and mergeable(cache_of(self.model.config)):
+            self._prefix = PrefixCache(prefix_cache_tokens)
         self._thread = threading.Thread(target=self._worker, name="transformers-engine", daemon=True)
         self._thread.start()
 
@@ -256,6 +238,12 @@ class TransformersEngine(InferenceEngine):
             self._paused = False
             self._cond.notify()
 
+    def prefix_cache_stats(self) -> dict[str, Any]:
+        """Entries, tokens held, hits, misses and prompt tokens reused so far (all 0 when the cache is off)."""
+        if self._prefix is None:
+            return {"entries": 0, "tokens": 0, "hits": 0, "misses": 0, "reused_tokens": 0}
+        return self._prefix.stats()
+
     def inflight(self) -> list[dict[str, Any]]:
         """A snapshot of the current batch: rid, prompt and output lengths (for monitoring and tests)."""
         return [
@@ -306,29 +294,30 @@ class TransformersEngine(InferenceEngine):
                         continue
                     self._version = version
                     stale = True
+                    if self._prefix is not None:  # its KV was computed by the old weights
+                        self._prefix.clear()
                     loop.call_soon_threadsafe(_resolve, fut, None)
                 # drop the received tensors now: an idle worker would hold a whole extra copy until it next wakes
                 updates = weights = None  # type: ignore[assignment]
                 if self._paused:
                     continue
                 if any(s.cancelled for s in batch):  # drop their cache rows too, keeping rows aligned
-                    cache, attn, batch = self._select(cache, attn, batch, [not s.cancelled for s in batch])
+                    cache, attn, batch = self._keep(cache, attn, batch, [not s.cancelled for s in batch])
                 admit = [s for s in admit if not s.cancelled]
                 if not batch and not admit:
                     cache = None
                     continue
                 try:
-                    if cache is None or stale or not batch or (admit and not self._mergeable(cache)):
-                        batch = batch + admit
-                        logits, cache, attn = self._prefill(batch)
+                    if cache is None or stale or not batch or (admit and not mergeable(cache)):
+                        batch, logits, cache, attn = self._prefill(batch + admit)
                         stale = False
                     else:
                         # one decode step for the running rows; newcomers are prefilled on their own and their
                         # cache rows appended (left-padded to a common width)
                         logits, cache, attn = self._decode(batch, cache, attn)
                         if admit:
-                            logits_new, cache_new, attn_new = self._prefill(admit)
-                            cache, attn = self._merge(cache, attn, cache_new, attn_new)
+                            admit, logits_new, cache_new, attn_new = self._prefill(admit)
+                            cache, attn = merge_rows(cache, attn, cache_new, attn_new)
                             logits = torch.cat([logits, logits_new], dim=0)
                             batch = batch + admit
                     steps_since_prefill = 0 if admit else steps_since_prefill + 1
@@ -341,7 +330,8 @@ class TransformersEngine(InferenceEngine):
                     batch, cache = [], None
                     continue
                 if any(s.done or s.cancelled for s in batch):
-                    cache, attn, batch = self._select(
+                    self._keep_prefixes(batch, cache, attn)
+                    cache, attn, batch = self._keep(
                         cache, attn, batch, [not (s.done or s.cancelled) for s in batch]
                     )
                     self._inflight = batch
@@ -361,62 +351,61 @@ class TransformersEngine(InferenceEngine):
             )
         self._idle.set()
 
-    def _select(
-        self, cache: Any, attn: Any, batch: list[_Seq], keep: list[bool]
-    ) -> tuple[Any, Any, list[_Seq]]:
+    @staticmethod
+    def _keep(cache: Any, attn: Any, batch: list[_Seq], keep: list[bool]) -> tuple[Any, Any, list[_Seq]]:
         """Keep only the rows marked in `keep` (in the batch, the KV cache and the attention mask)."""
         idx = [i for i, k in enumerate(keep) if k]
         batch = [batch[i] for i in idx]
         if not batch or cache is None:
             return None, None, batch
-        t = torch.tensor(idx, device=self.device)
-        cache.batch_select_indices(t)
-        return cache, attn[t], batch
+        cache, attn = select_rows(cache, attn, idx)
+        return cache, attn, batch
 
-    @staticmethod
-    def _mergeable(cache: Any) -> bool:
-        """Plain full-attention layers only (sliding-window or other layer kinds are re-prefilled instead)."""
-        from transformers.cache_utils import DynamicLayer
+    def _prefill(self, batch: list[_Seq]) -> tuple[list[_Seq], torch.Tensor, Any, torch.Tensor]:
+        """Prefill `batch` (prompt + output so far of each row). Rows with a cached prefix prefill only the rest,
+        one by one; the others together. Returns the rows in the order of the logits and cache rows."""
+        hits = [self._prefix.take(s.prompt + s.out) if self._prefix is not None else None for s in batch]
+        cold = [s for s, h in zip(batch, hits, strict=True) if h is None]
+        parts = [(cold, *self._prefill_rows(cold))] if cold else []
+        parts += [([s], *self._prefill_from(s, h)) for s, h in zip(batch, hits, strict=True) if h is not None]
+        rows, logits, cache, attn = parts[0]
+        for rows_b, logits_b, cache_b, attn_b in parts[1:]:
+            cache, attn = merge_rows(cache, attn, cache_b, attn_b)
+            logits = torch.cat([logits, logits_b], dim=0)
+            rows = rows + rows_b
+        return rows, logits, cache, attn
 
-        return all(type(layer) is DynamicLayer for layer in getattr(cache, "layers", [None]))
+    def _prefill_rows(self, batch: list[_Seq]) -> tuple[torch.Tensor, Any, torch.Tensor]:
+        ids, attn, pos = left_padded([s.prompt + s.out for s in batch], self._pad_id, self.device)
+        cache = cache_of(self.model.config)
+        return self._forward(ids, attn, pos, cache), cache, attn
 
-    @staticmethod
-    def _merge(
-        cache: Any, attn: torch.Tensor, cache_b: Any, attn_b: torch.Tensor
-    ) -> tuple[Any, torch.Tensor]:
-        """Append cache_b's rows to cache, left-padding the shorter one's sequence axis (masked out)."""
-        import torch.nn.functional as F
+    def _prefill_from(self, s: _Seq, hit: PrefixHit) -> tuple[torch.Tensor, Any, torch.Tensor]:
+        """One row whose first `hit.length` tokens' KV is cached: prefill only the tokens after them."""
+        seq, n = s.prompt + s.out, hit.length
+        cache = cache_of(self.model.config, hit.layers)
+        ids = torch.tensor([seq[n:]], device=self.device)
+        attn = torch.ones((1, len(seq)), dtype=torch.long, device=self.device)
+        pos = torch.arange(n, len(seq), device=self.device)[None]
+        return self._forward(ids, attn, pos, cache), cache, attn
 
-        wa, wb = attn.shape[1], attn_b.shape[1]
-        width = max(wa, wb)
-
-        def pad(t: torch.Tensor, w: int) -> torch.Tensor:  # [B, heads, seq, dim]: pad seq on the left
-            return F.pad(t, (0, 0, width - w, 0)) if w < width else t
-
-        for la, lb in zip(cache.layers, cache_b.layers, strict=True):
-            la.keys = torch.cat([pad(la.keys, wa), pad(lb.keys, wb)], dim=0)
-            la.values = torch.cat([pad(la.values, wa), pad(lb.values, wb)], dim=0)
-        attn = torch.cat([F.pad(attn, (width - wa, 0)), F.pad(attn_b, (width - wb, 0))], dim=0)
-        return cache, attn
-
-    def _prefill(self, batch: list[_Seq]) -> tuple[torch.Tensor, Any, torch.Tensor]:
-        from transformers import DynamicCache
-
-        seqs = [s.prompt + s.out for s in batch]
-        width = max(len(x) for x in seqs)
-        ids = torch.full((len(seqs), width), self._pad_id, dtype=torch.long)
-        attn = torch.zeros((len(seqs), width), dtype=torch.long)
-        for i, x in enumerate(seqs):  # left padding: every row's next token goes in the same column
-            ids[i, width - len(x) :] = torch.tensor(x)
-            attn[i, width - len(x) :] = 1
-        ids, attn = ids.to(self.device), attn.to(self.device)
-        pos = (attn.cumsum(-1) - 1).clamp(min=0)
-        cache = DynamicCache(config=self.model.config)
-        out = self.model(
-            input_ids=ids, attention_mask=attn, position_ids=pos, past_key_values=cache, use_cache=True,
-            logits_to_keep=1,
-        )  # fmt: skip
-        return out.logits[:, -1, :], out.past_key_values, attn
+    def _keep_prefixes(self, batch: list[_Seq], cache: Any, attn: torch.Tensor) -> None:
+        """Copy each finished row's KV into the prefix cache before its row is dropped. The cache holds every
+        token but the last sampled one (never fed to the model); a row's tokens sit at the right end (left
+        padding)."""
+        if self._prefix is None or cache is None:
+            return
+        for i, s in enumerate(batch):
+            if not s.done or s.cancelled:
+                continue
+            n = int(attn[i].sum())
+            tokens = (s.prompt + s.out)[:-1]
+            if n != len(tokens):  # cannot happen while rows stay aligned; never store a misaligned entry
+                log.warning(
+                    "prefix cache: row %s holds %d positions for %d tokens; not kept", s.rid, n, len(tokens)
+                )
+                continue
+            self._prefix.put(tokens, row_layers(cache, i, n))
 
     def _decode(
         self, batch: list[_Seq], cache: Any, attn: torch.Tensor
@@ -424,10 +413,14 @@ class TransformersEngine(InferenceEngine):
         ids = torch.tensor([[s.out[-1]] for s in batch], device=self.device)
         attn = torch.cat([attn, torch.ones((len(batch), 1), dtype=attn.dtype, device=self.device)], dim=1)
         pos = (attn.sum(-1, keepdim=True) - 1).clamp(min=0)
-        out = self.model(
-            input_ids=ids, attention_mask=attn, position_ids=pos, past_key_values=cache, use_cache=True
-        )
-        return out.logits[:, -1, :], out.past_key_values, attn
+        return self._forward(ids, attn, pos, cache), cache, attn
+
+    def _forward(self, ids: torch.Tensor, attn: torch.Tensor, pos: torch.Tensor, cache: Any) -> torch.Tensor:
+        """The last position's logits; `cache` (a DynamicCache) is extended in place."""
+        kw = {self._cache_kw: cache}
+        return self.model(
+            input_ids=ids, attention_mask=attn, position_ids=pos, use_cache=True, logits_to_keep=1, **kw
+        ).logits[:, -1, :]
 
     def _advance(self, batch: list[_Seq], logits: torch.Tensor) -> None:
         logits = logits.float().cpu()

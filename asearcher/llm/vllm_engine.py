@@ -286,7 +286,7 @@ class VLLMEngineActorImpl:
                 await self.engine.collective_rpc("asearcher_receive_weights", args=(update_to_dict(weights),))
             else:
                 if isinstance(weights, str):
-                    from asearcher.llm.transformers_engine import load_state_dict_from_dir
+                    from asearcher.llm.hf_weights import load_state_dict_from_dir
 
                     # off the event loop: in a rollout worker the agents and tools share it
                     weights = await asyncio.to_thread(load_state_dict_from_dir, weights)

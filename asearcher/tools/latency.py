@@ -43,20 +43,27 @@ class LongTail:
     long_min: int = 40
     alpha: float = 2.0
     short_mean: float = 2.0
+    short_max: int = 10
 
     def __post_init__(self) -> None:
-        if self.turn_s < 0 or not 0 <= self.p_long <= 1 or self.alpha <= 0 or self.short_mean <= 0:
+        if (
+            self.turn_s < 0
+            or not 0 <= self.p_long <= 1
+            or self.alpha <= 0
+            or self.short_mean <= 0
+            or self.short_max < 0
+        ):
             raise ValueError(f"invalid tool latency settings: {self}")
 
     def draw(self, rng: random.Random) -> float:
-        turns = paper_like_turns(rng, self.p_long, self.long_min, self.alpha, self.short_mean)
+        turns = paper_like_turns(rng, self.p_long, self.long_min, self.alpha, self.short_mean, self.short_max)
         return self.turn_s * turns
 
     def mean_s(self) -> float:
         """Expected delay (for reports; the long branch's int() rounding is ignored)."""
         lam = 1 / self.short_mean
-        # E[min(floor(X), 10)] for X ~ Exp(lam): sum over k=1..10 of P(X >= k)
-        short = 1 + sum(math.exp(-lam * k) for k in range(1, 11))
+        # E[min(floor(X), short_max)] for X ~ Exp(lam): sum over k=1..short_max of P(X >= k)
+        short = 1 + sum(math.exp(-lam * k) for k in range(1, self.short_max + 1))
         long = self.long_min + 4 * (self.alpha / (self.alpha - 1) if self.alpha > 1 else float("inf"))
         return self.turn_s * ((1 - self.p_long) * short + self.p_long * long)
 

@@ -258,3 +258,68 @@ def test_requests_joining_a_running_batch_equal_one_by_one(tiny_engine):
     for a, b in zip(alone, run(staggered()), strict=True):
         assert a.output_ids == b.output_ids
         assert torch.allclose(torch.tensor(a.output_logprobs), torch.tensor(b.output_logprobs), atol=1e-4)
+
+
+def agent_turns(engine, prompts, turns=3):
+    """Each prompt starts a conversation of `turns` calls; every call's prompt is the previous prompt + its output
+    + a tool-result stand-in (as the agents build them). All conversations run concurrently. Returns the results
+    per conversation."""
+    extra = enc(engine, "\n\n<information> Doc 1: the bank was founded in 1812. </information>\n\n")
+
+    async def one(i, ids):
+        out = []
+        for _ in range(turns):
+            res = await engine.agenerate(
+                GenerationRequest(ids, SamplingParams(max_new_tokens=6 + i, greedy=True))
+            )
+            out.append(res)
+            ids = ids + res.output_ids + extra
+        return out
+
+    async def all_of():
+        return await asyncio.gather(*(one(i, enc(engine, p)) for i, p in enumerate(prompts)))
+
+    return run(all_of())
+
+
+def test_prefix_cache_turns_equal_an_engine_without_it(tiny_model_dir):
+    warm = TransformersEngine(str(tiny_model_dir), prefix_cache_tokens=8192)
+    cold = TransformersEngine(str(tiny_model_dir))
+    try:
+        a, b = agent_turns(warm, PROMPTS), agent_turns(cold, PROMPTS)
+        for conv_a, conv_b in zip(a, b, strict=True):
+            for x, y in zip(conv_a, conv_b, strict=True):
+                assert x.output_ids == y.output_ids and x.finish_reason == y.finish_reason
+                assert torch.allclose(
+                    torch.tensor(x.output_logprobs), torch.tensor(y.output_logprobs), atol=1e-4
+                )
+        st = warm.prefix_cache_stats()
+        # every later turn extends its conversation's previous call, which is kept when it covers at least the
+        # cache's minimum (16 tokens: the short prompts' first calls are not)
+        covered = [
+            len(enc(warm, p)) + len(conv[0].output_ids) - 1 for p, conv in zip(PROMPTS, a, strict=True)
+        ]
+        assert st["hits"] == sum(1 if n < 16 else 2 for n in covered), (st, covered)
+        assert st["hits"] >= len(PROMPTS)
+        assert st["reused_tokens"] > 0 and cold.prefix_cache_stats()["hits"] == 0
+    finally:
+        run(warm.aclose())
+        run(cold.aclose())
+
+
+def test_prefix_cache_is_cleared_by_a_weight_update(tiny_model_dir):
+    engine = TransformersEngine(str(tiny_model_dir), prefix_cache_tokens=8192)
+    try:
+        ids = enc(engine, PROMPTS[0] * 3)
+        first = gen(engine, ids, max_new_tokens=8, greedy=True)
+        assert engine.prefix_cache_stats()["entries"] == 1
+        run(engine.update_weights(perturbed(engine.model), version=1))
+        assert engine.prefix_cache_stats()["entries"] == 0
+        nxt = ids + first.output_ids + enc(engine, " and then")
+        res = gen(engine, nxt, max_new_tokens=8, greedy=True)
+        assert engine.prefix_cache_stats()["hits"] == 0  # KV of version 0 is never reused under version 1
+        assert res.output_versions == [1] * len(res.output_ids)
+        expected = manual_logprobs(engine.model, nxt, res.output_ids, 1.0)
+        assert torch.allclose(torch.tensor(res.output_logprobs), expected, atol=1e-4)
+    finally:
+        run(engine.aclose())

@@ -41,14 +41,18 @@ def test_turn_counts_are_long_tailed_like_the_paper():
     assert statistics.median(turns) <= 3 and max(turns) > 60
 
 
-def test_mean_delay_matches_draws():
-    tail = LongTail(turn_s=0.1, p_long=0.05)
+@pytest.mark.parametrize("short_max", [10, 3])
+def test_mean_delay_matches_draws(short_max):
+    tail = LongTail(turn_s=0.1, p_long=0.05, short_max=short_max)
     rng = random.Random(1)
     draws = [tail.draw(rng) for _ in range(50000)]
     assert statistics.fmean(draws) == pytest.approx(tail.mean_s(), rel=0.05)
+    assert max(d for d in draws if d < 0.1 * tail.long_min) == pytest.approx(0.1 * (short_max + 1))
 
 
-@pytest.mark.parametrize("bad", [{"turn_s": -1}, {"p_long": 1.5}, {"alpha": 0}, {"short_mean": 0}])
+@pytest.mark.parametrize(
+    "bad", [{"turn_s": -1}, {"p_long": 1.5}, {"alpha": 0}, {"short_mean": 0}, {"short_max": -1}]
+)
 def test_bad_settings_are_rejected(bad):
     with pytest.raises(ValueError, match="tool latency"):
         LongTail(**bad)

@@ -15,6 +15,8 @@ rule sft:
         f"{LOGS}/sft/{CFG.name}.log",
     benchmark:
         f"{BENCHMARKS}/sft/{CFG.name}.tsv"
+    # SFT and RL are the DAG's critical path: start them before the jobs that can run beside them
+    priority: 50
     conda:
         "../envs/train.yaml"
     params:
@@ -44,6 +46,7 @@ rule train:
         f"{LOGS}/train/{CFG.name}.log",
     benchmark:
         f"{BENCHMARKS}/train/{CFG.name}.tsv"
+    priority: 50
     conda:
         "../envs/train.yaml"
     resources:
