@@ -151,7 +151,9 @@ class Work:
     def e5_encoder(self) -> Path:
         out = self.root / f"tiny_e5_{self.args.e5_dim}"
         if not (out / "config.json").exists():
-            build_tiny_encoder(self.corpus, out, self.args.e5_dim)
+            from asearcher.llm.tiny import build_tiny_encoder
+
+            build_tiny_encoder(self.corpus, out, dim=self.args.e5_dim)
         return out
 
     def tiny_model(self, name: str = "tiny", **overrides: int) -> Path:
@@ -179,35 +181,6 @@ def parse_sizes(spec: str, total: int) -> list[int]:
     if len(set(sizes)) < 2:
         sys.exit("--sizes: give at least two different sizes (three or more for a meaningful fit)")
     return sorted(set(sizes))
-
-
-def build_tiny_encoder(corpus: Path, out: Path, dim: int) -> None:
-    """A random-init BERT with a WordPiece vocabulary trained on the corpus: E5's shape, not its weights."""
-    import torch
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
-    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
-
-    from asearcher.llm.tiny import read_passages
-
-    wp = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    wp.normalizer = normalizers.BertNormalizer(lowercase=True)
-    wp.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]"]
-    wp.train_from_iterator(
-        read_passages(corpus, 3000),
-        trainers.WordPieceTrainer(vocab_size=8000, special_tokens=specials, show_progress=False),
-    )
-    tok = PreTrainedTokenizerFast(
-        tokenizer_object=wp, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]"
-    )
-    torch.manual_seed(0)
-    cfg = BertConfig(
-        vocab_size=wp.get_vocab_size(), hidden_size=dim, num_hidden_layers=2, num_attention_heads=max(1, dim // 32),
-        intermediate_size=2 * dim, max_position_embeddings=512,
-    )  # fmt: skip
-    out.mkdir(parents=True)
-    tok.save_pretrained(out)
-    BertModel(cfg).save_pretrained(out)
 
 
 def load_avg() -> list[float]:

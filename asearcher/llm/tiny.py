@@ -162,6 +162,46 @@ def build_tiny_model(corpus: str | Path, output: str | Path, cfg: Any = None) ->
     return meta
 
 
+def build_tiny_encoder(
+    corpus: str | Path,
+    output: str | Path,
+    *,
+    dim: int = 32,
+    layers: int = 2,
+    vocab_size: int = 8000,
+    passages: int = 3000,
+    max_positions: int = 512,
+    seed: int = 0,
+) -> Path:
+    """A random-init BERT encoder with a WordPiece vocabulary trained on the first `passages` of `corpus`, saved
+    to `output`: E5's shape (for the dense retrieval path in tests and benchmarks), not its weights."""
+    import torch
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
+    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
+
+    wp = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    wp.normalizer = normalizers.BertNormalizer(lowercase=True)
+    wp.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    wp.train_from_iterator(
+        read_passages(corpus, passages),
+        trainers.WordPieceTrainer(
+            vocab_size=vocab_size, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]"], show_progress=False
+        ),
+    )
+    torch.manual_seed(seed)
+    cfg = BertConfig(
+        vocab_size=wp.get_vocab_size(), hidden_size=dim, num_hidden_layers=layers,
+        num_attention_heads=max(1, dim // 32), intermediate_size=2 * dim, max_position_embeddings=max_positions,
+    )  # fmt: skip
+    output = Path(output)
+    with atomic_dir(output) as tmp:
+        PreTrainedTokenizerFast(
+            tokenizer_object=wp, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]"
+        ).save_pretrained(tmp)
+        BertModel(cfg).save_pretrained(tmp)
+    return output
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--corpus", required=True, help="wiki_corpus.jsonl (rows with a 'contents' field)")
     p.add_argument("--output", required=True, help="output directory (a Hugging Face model dir)")

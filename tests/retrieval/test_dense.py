@@ -15,28 +15,12 @@ from asearcher.config import RetrievalConfig
 
 @pytest.fixture(scope="module")
 def tiny_encoder(tmp_path_factory, corpus_file: Path) -> Path:
-    import torch
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
-    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
+    from asearcher.llm.tiny import build_tiny_encoder
 
-    texts = [json.loads(line)["contents"] for _, line in zip(range(2000), corpus_file.open(), strict=False)]
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tok.train_from_iterator(
-        texts, trainers.WordPieceTrainer(vocab_size=2000, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]"])
+    out = tmp_path_factory.mktemp("tiny_e5") / "encoder"
+    return build_tiny_encoder(
+        corpus_file, out, dim=32, layers=1, vocab_size=2000, passages=2000, max_positions=128
     )
-    out = tmp_path_factory.mktemp("tiny_e5")
-    PreTrainedTokenizerFast(
-        tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]"
-    ).save_pretrained(out)
-    torch.manual_seed(0)
-    cfg = BertConfig(
-        vocab_size=tok.get_vocab_size(), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-        intermediate_size=64, max_position_embeddings=128,
-    )  # fmt: skip
-    BertModel(cfg).save_pretrained(out)
-    return out
 
 
 @pytest.fixture(scope="module")
