@@ -232,6 +232,16 @@ def test_sweep_over_another_recipe_names_the_command(tmp_path):
     assert "--configfile configs/paper/asearcher-local-7b.yaml" in out, out
 
 
+def test_sweep_whose_runs_need_another_job_shape_is_an_error(tmp_path):
+    """rule sweep_train declares this run's resource keys: a run that would need GPUs where this one has none is
+    refused at parse time, naming the sweep, the run and the keys, instead of being submitted without GPUs."""
+    path = _write(tmp_path, "s", _sweep(parameter="rl.trainer_gpus", values=[0, 1]))
+    r = _snakemake("sweep_s", "-n", "--config", f"results_dir={tmp_path}", f"sweeps=[{path}]")
+    out = r.stdout + r.stderr
+    assert r.returncode != 0
+    assert str(path) in out and "run '1'" in out and "rl.trainer_gpus=1" in out and "'gpu'" in out, out
+
+
 def test_sweep_eval_evaluates_the_runs_model(tmp_path):
     r = _snakemake("sweep_staleness", "-n", "-p", "--configfile", "configs/paper/asearcher-local-7b.yaml",
                    "--config", f"results_dir={tmp_path}")  # fmt: skip

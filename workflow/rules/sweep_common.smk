@@ -20,6 +20,20 @@ def _sweep_file(path):
 CONFIG_SWEEP_FILES = [_sweep_file(f) for f in CFG.sweeps]
 
 
+def _check_train_job_shape(loaded, run, run_cfg):
+    """A sweep run's training job must have the same resource keys as this run's (rule sweep_train declares
+    them once): a run that needs several nodes where this one has one, or GPUs where this one has none, would be
+    submitted without them."""
+    keys, own = set(train_resources(run_cfg)), set(TRAIN_RESOURCES)
+    if keys != own:
+        raise ValueError(
+            f"sweep {loaded.sweep.name!r} ({loaded.path}): run {run.dir!r} ({loaded.sweep.parameter}={run.value!r}) "
+            f"needs a training job of another shape than this run's (resources {sorted(keys)} vs {sorted(own)}: "
+            "several nodes vs one, or GPUs vs none). Sweep it over a base recipe whose training job has the same "
+            "shape, or run that value as a recipe of its own."
+        )
+
+
 def _load_sweeps():
     """Every sweep file shipped in configs/sweeps/ and every file the config's `sweeps:` names, by sweep name."""
     shipped = glob.glob(os.path.join(workflow.basedir, "configs", "sweeps", "*.yaml"))
@@ -31,7 +45,9 @@ def _load_sweeps():
         if name in sweeps:
             raise ValueError(f"sweep name {name!r} is used by both {sweeps[name].path} and {f}")
         if loaded.applies_to(CFG):
-            loaded.validate_runs(config)  # every run over this DAG's own config (overrides included)
+            # every run over this DAG's own config (overrides included)
+            for run, run_cfg in zip(loaded.sweep.runs(), loaded.validate_runs(config), strict=True):
+                _check_train_job_shape(loaded, run, run_cfg)
         elif f in CONFIG_SWEEP_FILES:
             raise ValueError(
                 f"config sweeps: {f} varies the recipe {loaded.sweep.base} (run {loaded.base_name!r}), "
