@@ -35,6 +35,9 @@ def test_ds_config_follows_the_rl_config():
     assert c["optimizer"]["params"]["lr"] == 2e-6 and c["bf16"]["enabled"] is True
     assert c["scheduler"]["params"]["warmup_num_steps"] == 5
     assert "scheduler" not in ds_config(RLConfig(), cuda=False)
+    # FusedAdam (a CUDA op DeepSpeed builds on first use) on GPUs; torch's AdamW on the CPU
+    assert "torch_adam" not in c["optimizer"]["params"]
+    assert ds_config(RLConfig(), cuda=False)["optimizer"]["params"]["torch_adam"] is True
 
 
 def _compare_with_torch(tmp_path, cfg_kw, device="cpu"):

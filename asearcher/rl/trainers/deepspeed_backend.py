@@ -53,7 +53,15 @@ def ds_config(cfg: RLConfig, *, cuda: bool) -> dict[str, Any]:
         "gradient_clipping": o.grad_clip,
         "optimizer": {
             "type": "AdamW",
-            "params": {"lr": o.lr, "betas": [o.beta1, o.beta2], "eps": o.eps, "weight_decay": o.weight_decay},
+            "params": {
+                "lr": o.lr,
+                "betas": [o.beta1, o.beta2],
+                "eps": o.eps,
+                "weight_decay": o.weight_decay,
+                # on the CPU, torch's AdamW: DeepSpeed's FusedAdam is a CUDA op it would JIT-compile first
+                # (minutes, and a C++ toolchain) only to run it on the CPU
+                **({} if cuda else {"torch_adam": True}),
+            },
         },
         "zero_optimization": {
             "stage": cfg.zero_stage,
