@@ -330,7 +330,13 @@ class TransformersEngine(InferenceEngine):
                     batch, cache = [], None
                     continue
                 if any(s.done or s.cancelled for s in batch):
-                    self._keep_prefixes(batch, cache, attn)
+                    try:  # before the callers hear back: their next turn may arrive at once
+                        self._keep_prefixes(batch, cache, attn)
+                    except Exception:  # the cache only saves work; never fail a finished request for it
+                        log.exception("prefix cache: could not keep finished requests' KV")
+                    for s in batch:
+                        if s.done and not s.cancelled:
+                            s.loop.call_soon_threadsafe(_resolve, s.future, self._result(s))
                     cache, attn, batch = self._keep(
                         cache, attn, batch, [not (s.done or s.cancelled) for s in batch]
                     )
@@ -439,8 +445,7 @@ class TransformersEngine(InferenceEngine):
                 s.finish_reason = "length"
             else:
                 continue
-            s.done = True
-            s.loop.call_soon_threadsafe(_resolve, s.future, self._result(s))
+            s.done = True  # resolved by the worker once its KV is in the prefix cache
 
     def _stop_in_tail(self, s: _Seq) -> bool:
         # only the tail can hold a stop string completed by this token (earlier tokens were checked before)
