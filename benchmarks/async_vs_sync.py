@@ -356,9 +356,7 @@ def run_real(eta: int, a: argparse.Namespace, seed: int, env: dict[str, Any]) ->
             "model": str(env["model"]),
             "device": "cpu",
             "max_batch_size": max(cfg.engine.max_batch_size, rl.max_concurrent_rollouts * rl.group_size),
-            "prefix_cache_tokens": cfg.engine.prefix_cache_tokens
-            if a.prefix_cache_tokens is None
-            else a.prefix_cache_tokens,
+            "prefix_cache_tokens": a.prefix_cache_tokens,
         }
     )
     inner = DefaultRolloutFactory(engine_cfg, cfg.agent, rl, env["server"].url, tools_cfg=None)
@@ -743,6 +741,8 @@ def main() -> int:
             cpus = sorted(os.sched_getaffinity(0))
             pin = not a.no_pin and len(cpus) >= 2
             env.update(real_setup(a, stack))
+            if a.prefix_cache_tokens is None:
+                a.prefix_cache_tokens = env["cfg"].engine.prefix_cache_tokens
             if not a.concurrency:  # the config's rollout capacity relative to its batch
                 rl_cfg = env["cfg"].rl
                 a.concurrency = max(
@@ -767,7 +767,6 @@ def main() -> int:
             for m in list(ETAS) if i % 2 == 0 else list(ETAS)[::-1]:
                 runs[m].append(run(ETAS[m], a, seed, env))
     if real:
-        pc = env["cfg"].engine.prefix_cache_tokens if a.prefix_cache_tokens is None else a.prefix_cache_tokens
         model = (
             f"--model {a.model}"
             if env["warm"]
@@ -779,7 +778,7 @@ def main() -> int:
             f"({a.turn_ms:.0f} ms per drawn turn, p_long={a.p_long}); {a.steps} steps of {a.batch_size} groups x "
             f"{a.group_size}, at most {a.concurrency or a.batch_size} groups in flight; "
             + ("trainer and generation on separate cores" if env["gen_cpus"] else "cores shared")
-            + f"; engine prefix cache {pc} tokens"
+            + f"; engine prefix cache {a.prefix_cache_tokens} tokens"
         )
     else:
         header = (
